@@ -1,0 +1,153 @@
+"""The `distillrl` command line: demo, train, eval, zoo."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distillrl.config import ConfigError, load_config
+from distillrl.models.loading import ModelLoadError
+from distillrl.tasks.prompts import DatasetError
+
+app = typer.Typer(help="Knowledge distillation the way reinforcement learning does it.", no_args_is_help=True)
+zoo_app = typer.Typer(help="The built-in tiny model zoo.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+console = Console()
+USER_ERRORS = (ConfigError, DatasetError, ModelLoadError)
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+
+def fail(error: Exception) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def before_after_table(summary: dict) -> Table:
+    table = Table(title="held-out accuracy (verifier)")
+    for column in ("model", "greedy", "sampled", "reverse KL", "length"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    rows = [("teacher", summary["teacher"]), ("student before", summary["before"]), ("student after", summary["after"])]
+    for label, metrics in rows:
+        if metrics:
+            kl = metrics.get("eval/reverse_kl")
+            table.add_row(label, f"{metrics['eval/accuracy_greedy']:.3f}", f"{metrics['eval/accuracy_sampled']:.3f}",
+                          "-" if kl is None else f"{kl:.4f}", f"{metrics['eval/response_length']:.1f}")  # fmt: skip
+    return table
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="run directory (metrics, checkpoints, plot, summary.json)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set optim.steps=50"),
+) -> None:
+    """On-policy distillation from the shipped teacher into the shipped student-base on `arith`."""
+    from distillrl.trainer import train
+
+    try:
+        config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
+        started = time.perf_counter()
+        summary = train(config)
+    except USER_ERRORS as error:
+        fail(error)
+    wall = time.perf_counter() - started
+    console.print(before_after_table(summary))
+    result = {
+        "teacher_accuracy": summary["teacher"]["eval/accuracy_greedy"],
+        "student_accuracy_before": summary["before"]["eval/accuracy_greedy"],
+        "student_accuracy_after": summary["after"]["eval/accuracy_greedy"],
+        "steps": config.optim.steps,
+        "wall_seconds": round(wall, 1),
+        "eval_prompts": config.eval.num_prompts,
+    }
+    (out / "summary.json").write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {out / 'summary.json'} and {out / 'curves.png'} ({wall:.0f} s)")
+
+
+@app.command("train")
+def train_command(
+    config_path: Path = typer.Argument(..., metavar="CONFIG.yaml", help="a recipe, e.g. configs/opd.yaml"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set optim.lr=1e-4"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run directory's latest checkpoint"),
+) -> None:
+    """Train with a YAML recipe."""
+    from distillrl.trainer import train
+
+    try:
+        config = load_config(config_path, set_)
+        summary = train(config, resume=resume)
+    except USER_ERRORS as error:
+        fail(error)
+    if summary["before"] or summary["after"]:
+        console.print(before_after_table(summary))
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
+    task: str = typer.Option("arith", help="arith, or a .jsonl/.parquet prompt file with answers"),
+    n: int = typer.Option(200, help="held-out prompts"),
+    teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
+    temperature: float = typer.Option(1.0, help="temperature of the sampled accuracy"),
+) -> None:
+    """Evaluate a model on held-out prompts."""
+    from distillrl.evaluate import evaluate
+    from distillrl.models.loading import load_causal_lm, load_tokenizer
+    from distillrl.tasks import ArithTask, PromptsTask
+
+    try:
+        task_object = ArithTask() if task == "arith" else PromptsTask(task, task)
+        problems = task_object.test_problems(n)
+        student = load_causal_lm(model)
+        teacher_model = load_causal_lm(teacher) if teacher else None
+        metrics = evaluate(student, load_tokenizer(model), task_object, problems, teacher_model, temperature)
+    except USER_ERRORS as error:
+        fail(error)
+    table = Table(title=f"{model} on {task} ({len(problems)} prompts)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    console.print(table)
+
+
+@zoo_app.command("build")
+def zoo_build(
+    out: Optional[Path] = typer.Option(None, help="where to write the models (default: the package's zoo)"),
+    only: list[str] = typer.Option([], help="build only these models"),
+) -> None:
+    """Train the built-in models from scratch on the CPU (seeded, reproducible)."""
+    from distillrl.models.loading import ZOO_DIR
+    from distillrl.models.zoo import ZOO, build_zoo
+
+    unknown = [name for name in only if name not in ZOO]
+    if unknown:
+        fail(ValueError(f"--only: unknown zoo model {unknown[0]!r} (have: {', '.join(ZOO)})"))
+    results = build_zoo(out or ZOO_DIR, only or None)
+    for name, metrics in results.items():
+        console.print(f"{name}: greedy accuracy {metrics['eval/accuracy_greedy']:.3f}")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """The built-in models, their size and where they are."""
+    from distillrl.models.loading import ZOO_DIR, count_parameters, load_causal_lm
+    from distillrl.models.zoo import ZOO
+
+    table = Table(title="built-in models")
+    for column in ("name", "parameters", "description", "path"):
+        table.add_column(column)
+    for name, spec in ZOO.items():
+        path = ZOO_DIR / name
+        size = f"{count_parameters(load_causal_lm(str(path))):,}" if (path / "config.json").exists() else "not built"
+        table.add_row(f"zoo:{name}", size, spec.description, str(path))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

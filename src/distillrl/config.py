@@ -1,0 +1,213 @@
+"""The run configuration: pydantic models of the YAML recipe. Every error names the field, file and line.
+
+`load_config(path, overrides)` reads YAML, applies `--set a.b=c` overrides (values parsed as YAML) and
+validates everything (including combinations that cannot work) before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distillrl.tasks.arith import ArithDifficulty
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoraSettings(Strict):
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+class StudentConfig(Strict):
+    path: str = Field("zoo:student-base", description="zoo:NAME, a local checkpoint directory or a hub id")
+    lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
+
+
+class TeacherConfig(Strict):
+    path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id")
+
+
+class TaskConfig(Strict):
+    name: Literal["arith", "prompts"] = "arith"
+    difficulty: ArithDifficulty = Field(default_factory=ArithDifficulty, description="arith only")
+    train_path: str | None = Field(None, description="prompts only: jsonl or parquet with `prompt`, `answer`")
+    test_path: str | None = Field(None, description="prompts only: held-out prompts for evaluation")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TaskConfig":
+        if self.name == "prompts" and not self.train_path:
+            raise ValueError("train_path: required when task.name is 'prompts'")
+        if self.name == "arith" and (self.train_path or self.test_path):
+            raise ValueError("name: train_path/test_path only apply to task.name 'prompts'")
+        return self
+
+
+class RolloutConfig(Strict):
+    source: Literal["student", "teacher", "dataset"] = Field(
+        "student", description="student: on-policy samples; teacher: teacher samples (seq-KD); dataset: given solutions"
+    )
+    prompts_per_step: int = Field(32, ge=1)
+    group_size: int = Field(4, ge=1, description="completions sampled per prompt (G)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts")
+    max_new_tokens: int = Field(48, ge=1)
+
+
+class ObjectiveConfig(Strict):
+    name: Literal["reverse_kl", "sft"] = "reverse_kl"
+    estimator: Literal["sampled", "full"] = Field("sampled", description="reverse_kl only")
+    chunk_size: int = Field(1024, ge=1, description="positions per chunk for vocabulary-wide terms")
+
+
+class OptimConfig(Strict):
+    steps: int = Field(100, ge=1, description="optimizer steps")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "linear", "cosine"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="decay floor as a fraction of lr")
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+
+
+class EvalConfig(Strict):
+    every: int = Field(25, ge=0, description="evaluate every N steps (0: only before and after)")
+    num_prompts: int = Field(200, ge=1)
+    temperature: float = Field(1.0, gt=0, description="temperature of the sampled accuracy and the KL samples")
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+
+class CheckpointConfig(Strict):
+    every: int = Field(50, ge=0, description="save every N steps (0: only at the end)")
+    keep: int = Field(2, ge=1, description="checkpoints kept on disk")
+
+
+class TrainConfig(Strict):
+    seed: int = 0
+    output_dir: str = "runs/train"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    teacher: TeacherConfig | None = Field(default_factory=TeacherConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    tensorboard: bool = True
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> "TrainConfig":
+        if self.objective.name == "reverse_kl":
+            if self.teacher is None:
+                raise ValueError("teacher: objective.name 'reverse_kl' needs a teacher")
+            if self.rollout.source != "student":
+                raise ValueError("rollout.source: reverse_kl is on-policy and needs source 'student'")
+        if self.rollout.source == "teacher" and self.teacher is None:
+            raise ValueError("teacher: rollout.source 'teacher' needs a teacher")
+        return self
+
+
+COMBINATION_ERROR = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)*): (?P<message>.*)$", re.S)
+
+
+class ConfigError(ValueError):
+    """A configuration error, already formatted as `file:line: field: problem`."""
+
+
+def _yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the deepest YAML node on the path `loc` (None when not in the file)."""
+    node, line = root, None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(key)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for key in loc[:-1]:
+        field = model.model_fields.get(str(key))
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def format_validation_error(error: ValidationError, source: str, root: yaml.Node | None, overridden: set[str]) -> str:
+    lines = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
+        message = item["msg"].removeprefix("Value error, ")
+        named = COMBINATION_ERROR.match(message)
+        if named:  # a cross-field check names its own field: "a.b: problem"
+            loc, message = loc + tuple(named["field"].split(".")), named["message"]
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        where = "--set" if field in overridden else f"{source}:{_yaml_line(root, loc) or 1}"
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(TrainConfig, loc))
+            message = f"unknown key (allowed here: {allowed})"
+        elif not named and "input" in item and not isinstance(item["input"], (dict, list)):
+            message += f" (got {item['input']!r})"
+        lines.append(f"{where}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> str:
+    """Apply `a.b.c=value` (value parsed as YAML) to nested dicts in place; returns the dotted key."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE, for example optim.lr=1e-4")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    target = data
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {assignment}: {part} is not a section")
+    target[parts[-1]] = yaml.safe_load(raw)
+    return key.strip()
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read, override and validate a config; raises ConfigError naming file, line and field."""
+    source, root, data = "(defaults)", None, {}
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(f"{source}: cannot read config ({error.strerror})") from error
+        try:
+            root = yaml.compose(text)
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            raise ConfigError(f"{source}:{mark.line + 1 if mark else 1}: invalid YAML ({error})") from error
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}:1: the config must be a mapping of sections")
+    overridden = {apply_override(data, item) for item in overrides}
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source, root, overridden)) from None

@@ -1,0 +1,68 @@
+"""Held-out evaluation: accuracy (verifier; greedy and sampled), reverse KL to the teacher, response length."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from distillrl.objectives.reverse_kl import full_reverse_kl
+from distillrl.rollout.hf_generate import generate
+from distillrl.scoring.forward import completion_logits
+from distillrl.tasks.base import Problem, Task
+
+EVAL_SEED = 1234  # sampled evaluation uses its own RNG stream: comparable across steps, training RNG untouched
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """bf16 autocast for `precision: bf16`, nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def accuracy(task: Task, problems: list[Problem], completions: list[str]) -> float:
+    return sum(task.reward(p, c) for p, c in zip(problems, completions)) / len(problems)
+
+
+@torch.no_grad()
+def mean_reverse_kl(student: PreTrainedModel, teacher: PreTrainedModel, sequences, batch_size: int = 256) -> float:
+    """Mean over completion tokens of KL(pi_student || pi_teacher) at the visited positions."""
+    total, count = 0.0, 0
+    for start in range(0, len(sequences), batch_size):
+        part = sequences.select(slice(start, start + batch_size))
+        args = (part.input_ids, part.attention_mask, part.completion_mask)
+        kl = full_reverse_kl(completion_logits(student, *args), completion_logits(teacher, *args))
+        total, count = total + kl.sum().item(), count + kl.numel()
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: Task,
+    problems: list[Problem],
+    teacher: PreTrainedModel | None = None,
+    temperature: float = 1.0,
+    max_new_tokens: int = 48,
+    batch_size: int = 256,
+    precision: str = "fp32",
+) -> dict[str, float]:
+    """eval/accuracy_greedy, eval/accuracy_sampled (at `temperature`), eval/response_length (sampled, tokens)
+    and, with a teacher, eval/reverse_kl (nats per token on the sampled completions)."""
+    prompts = [p.prompt for p in problems]
+    with autocast(precision, model.device):
+        greedy = generate(model, tokenizer, prompts, 1, 0.0, max_new_tokens, batch_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            sampled = generate(model, tokenizer, prompts, 1, temperature, max_new_tokens, batch_size)
+        metrics = {
+            "eval/accuracy_greedy": accuracy(task, problems, greedy.completions),
+            "eval/accuracy_sampled": accuracy(task, problems, sampled.completions),
+            "eval/response_length": sampled.completion_lengths.float().mean().item(),
+        }
+        if teacher is not None:
+            metrics["eval/reverse_kl"] = mean_reverse_kl(model, teacher, sampled, batch_size)
+    return metrics

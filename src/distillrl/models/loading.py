@@ -1,0 +1,75 @@
+"""Loading causal LMs and tokenizers by name: a built-in zoo name (`zoo:teacher`), a local path or a hub id.
+
+The loading is transformers' own `AutoModelForCausalLM.from_pretrained`; a directory holding a PEFT adapter
+(`adapter_config.json`) loads its base model and the adapter on top.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+ZOO_PREFIX = "zoo:"
+ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "checkpoints"
+
+
+class ModelLoadError(ValueError):
+    """A model name that does not resolve to a loadable checkpoint."""
+
+
+def resolve_model_path(name: str) -> str:
+    """Map `zoo:NAME` to the shipped checkpoint directory; local paths and hub ids pass through."""
+    if name.startswith(ZOO_PREFIX):
+        path = ZOO_DIR / name[len(ZOO_PREFIX) :]
+        if not (path / "config.json").exists():
+            available = sorted(p.name for p in ZOO_DIR.glob("*") if (p / "config.json").exists())
+            raise ModelLoadError(
+                f"{name}: no such built-in model (have: {', '.join(available) or 'none'}; "
+                "run `distillrl zoo build` to build them)"
+            )
+        return str(path)
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        raise ModelLoadError(f"{name}: a directory without config.json or adapter_config.json is not a checkpoint")
+    return str(path) if path.exists() else name
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """Load the tokenizer saved beside a model (left padding, pad = eos when the model has no pad)."""
+    path = resolve_model_path(name)
+    adapter_config = Path(path) / "adapter_config.json"
+    if adapter_config.exists() and not (Path(path) / "tokenizer_config.json").exists():
+        path = resolve_model_path(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(name: str, dtype: torch.dtype = torch.float32, trainable: bool = False) -> PreTrainedModel:
+    """Load a causal LM (or base + PEFT adapter) by name; frozen and in eval mode unless `trainable`."""
+    path = resolve_model_path(name)
+    adapter_config = Path(path) / "adapter_config.json"
+    try:
+        if adapter_config.exists():
+            from peft import PeftModel
+
+            base_name = json.loads(adapter_config.read_text())["base_model_name_or_path"]
+            base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_name), dtype=dtype)
+            model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except OSError as error:
+        raise ModelLoadError(f"{name}: cannot load a causal LM from it ({error})") from error
+    model.train(trainable)
+    if not trainable:
+        model.requires_grad_(False)
+    return model
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,51 @@
+"""Sampling completions with Hugging Face `generate` (KV cache, temperature, stop at EOS)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
+
+
+@torch.no_grad()
+def generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 512,
+) -> Sequences:
+    """`num_samples` completions per prompt (rows grouped by prompt: row i answers prompt i // num_samples).
+
+    temperature 0 is greedy decoding. Uses the global torch RNG, which the trainer checkpoints.
+    """
+    repeated = [p for p in prompts for _ in range(num_samples)]
+    prompt_index = torch.arange(len(prompts)).repeat_interleave(num_samples)
+    was_training = model.training
+    model.eval()
+    config = GenerationConfig(
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_k=0 if temperature > 0 else None,
+        top_p=1.0 if temperature > 0 else None,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+    )
+    parts = []
+    for start in range(0, len(repeated), batch_size):
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, repeated[start : start + batch_size])
+        prompt_ids, prompt_mask = prompt_ids.to(model.device), prompt_mask.to(model.device)
+        output = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        completion_ids = output[:, prompt_ids.shape[1] :]
+        parts.append(
+            join_prompts_and_completions(
+                tokenizer, prompt_ids, prompt_mask, completion_ids, prompt_index[start : start + batch_size]
+            )
+        )
+    model.train(was_training)
+    return Sequences.cat(parts, tokenizer.pad_token_id)

@@ -1,0 +1,110 @@
+"""The built-in verifiable task: integer arithmetic with a chain-of-thought solution.
+
+`5+(2*3)=` is solved as `2*3=6;5+6=11;#11`: one `a op b=c;` step per operation in post-order, then the
+final answer after `#`. Difficulty is set by the number of operations and the operand range.
+
+Train and test splits are disjoint by construction: a problem belongs to the test split exactly when a hash
+of its prompt falls in the test bucket, and each split only ever yields its own problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from distillrl.tasks.base import Problem, exact_match_reward
+
+OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+TEST_BUCKETS = 5  # one prompt in five (by hash) is held out
+TEST_SEED = 20261125
+
+
+class ArithDifficulty(BaseModel):
+    """The difficulty knob: how many operations and how large the operands are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_ops: int = Field(1, ge=1, description="fewest operations in a problem")
+    max_ops: int = Field(3, ge=1, le=6, description="most operations in a problem")
+    max_operand: int = Field(9, ge=1, le=999, description="operands are drawn from 0..max_operand")
+    operators: str = Field("+-*", description="the operators used, a subset of '+-*'")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ArithDifficulty":
+        if self.min_ops > self.max_ops:
+            raise ValueError(f"min_ops ({self.min_ops}) must be <= max_ops ({self.max_ops})")
+        if not self.operators or set(self.operators) - set(OPERATORS):
+            raise ValueError(f"operators must be a non-empty subset of '+-*', got {self.operators!r}")
+        return self
+
+
+@dataclass
+class _Node:
+    value: int
+    text: str  # rendered expression
+    compound: bool
+
+
+def _build(rng: random.Random, n_ops: int, difficulty: ArithDifficulty, steps: list[str]) -> _Node:
+    if n_ops == 0:
+        value = rng.randint(0, difficulty.max_operand)
+        return _Node(value, str(value), compound=False)
+    left_ops = rng.randint(0, n_ops - 1)
+    left = _build(rng, left_ops, difficulty, steps)
+    right = _build(rng, n_ops - 1 - left_ops, difficulty, steps)
+    op = rng.choice(difficulty.operators)
+    value = OPERATORS[op](left.value, right.value)
+    steps.append(f"{left.value}{op}{right.value}={value}")
+    render = lambda node: f"({node.text})" if node.compound else node.text  # noqa: E731
+    return _Node(value, f"{render(left)}{op}{render(right)}", compound=True)
+
+
+def make_problem(rng: random.Random, difficulty: ArithDifficulty) -> Problem:
+    """Draw one problem: a random expression tree, its prompt `expr=`, its steps and answer."""
+    steps: list[str] = []
+    root = _build(rng, rng.randint(difficulty.min_ops, difficulty.max_ops), difficulty, steps)
+    answer = str(root.value)
+    return Problem(prompt=f"{root.text}=", answer=answer, solution=";".join(steps) + f";#{answer}", domain="arith")
+
+
+def is_test_prompt(prompt: str) -> bool:
+    """True when `prompt` belongs to the held-out split (a fixed hash bucket)."""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    return digest[0] % TEST_BUCKETS == 0
+
+
+class ArithTask:
+    """Arithmetic with chain of thought; `reward` is the exact-match verifier on the final answer."""
+
+    name = "arith"
+
+    def __init__(self, difficulty: ArithDifficulty | None = None):
+        self.difficulty = difficulty or ArithDifficulty()
+
+    def _sample(self, rng: random.Random, test: bool) -> Problem:
+        while True:
+            problem = make_problem(rng, self.difficulty)
+            if is_test_prompt(problem.prompt) == test:
+                return problem
+
+    def sample_train(self, rng: random.Random) -> Problem:
+        return self._sample(rng, test=False)
+
+    def test_problems(self, n: int) -> list[Problem]:
+        rng, seen, problems = random.Random(TEST_SEED), set(), []
+        for _ in range(200 * n + 1000):
+            problem = self._sample(rng, test=True)
+            if problem.prompt not in seen:
+                seen.add(problem.prompt)
+                problems.append(problem)
+                if len(problems) == n:
+                    return problems
+        raise ValueError(
+            f"task.difficulty is too small to hold {n} distinct held-out problems (found {len(problems)}); "
+            "raise max_ops or max_operand, or lower eval.num_prompts"
+        )
+
+    reward = staticmethod(exact_match_reward)

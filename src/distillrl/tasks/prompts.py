@@ -1,0 +1,92 @@
+"""Prompt datasets from jsonl or parquet files (read through `datasets`), verified row by row.
+
+Each row has a string `prompt` and optionally `answer` (checked by the exact-match verifier), `completion`
+(a reference solution, for SFT) and `domain`. A bad row fails at load time naming its file and line (jsonl)
+or row (parquet).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from distillrl.tasks.base import Problem, exact_match_reward
+
+OPTIONAL_FIELDS = ("answer", "completion", "domain")
+
+
+class DatasetError(ValueError):
+    """A prompt file or row that cannot be used, formatted as `file:line: problem`."""
+
+
+def _problem_from_row(row: object, where: str) -> Problem:
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: expected an object with a `prompt` field, got {type(row).__name__}")
+    prompt = row.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise DatasetError(f"{where}: field `prompt` must be a non-empty string, got {prompt!r}")
+    values = {}
+    for field in OPTIONAL_FIELDS:
+        value = row.get(field)
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise DatasetError(f"{where}: field `{field}` must be a string or number, got {type(value).__name__}")
+        values[field] = None if value is None else str(value)
+    return Problem(prompt=prompt, answer=values["answer"], solution=values["completion"], domain=values["domain"])
+
+
+def _check_jsonl(path: Path) -> None:
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"{path}:{line_number}: invalid JSON ({error.msg} at column {error.colno})") from None
+            _problem_from_row(row, f"{path}:{line_number}")
+
+
+def load_problems(path: str | Path) -> list[Problem]:
+    """Load and verify every row of a `.jsonl`/`.json` or `.parquet` prompt file."""
+    import datasets
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        _check_jsonl(path)  # exact line numbers before `datasets` parses it
+        dataset = datasets.load_dataset("json", data_files=str(path), split="train")
+        where = lambda i: f"{path}:{i + 1}"  # noqa: E731
+    elif suffix == ".parquet":
+        dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
+        where = lambda i: f"{path}: row {i}"  # noqa: E731
+    else:
+        raise DatasetError(f"{path}: unsupported format {suffix!r} (use .jsonl or .parquet)")
+    if "prompt" not in dataset.column_names:
+        raise DatasetError(f"{where(0)}: missing field `prompt` (columns: {', '.join(dataset.column_names)})")
+    problems = [_problem_from_row(row, where(i)) for i, row in enumerate(dataset)]
+    if not problems:
+        raise DatasetError(f"{path}: no rows")
+    return problems
+
+
+class PromptsTask:
+    """A task over prompt files: training draws uniformly from `train_path`, evaluation reads `test_path`."""
+
+    name = "prompts"
+
+    def __init__(self, train_path: str, test_path: str | None = None):
+        self.train = load_problems(train_path)
+        self.test = load_problems(test_path) if test_path else None
+
+    def sample_train(self, rng: random.Random) -> Problem:
+        return rng.choice(self.train)
+
+    def test_problems(self, n: int) -> list[Problem]:
+        if self.test is None:
+            raise DatasetError("task.test_path: needed for evaluation of a prompts task")
+        return self.test[:n]
+
+    reward = staticmethod(exact_match_reward)

@@ -1,0 +1,99 @@
+"""Tokenizer, the arith task and the prompt-file loader."""
+
+import random
+
+import pytest
+from transformers import AutoTokenizer
+
+from distillrl.models.tokenizer import build_char_tokenizer
+from distillrl.tasks.arith import ArithDifficulty, ArithTask, is_test_prompt
+from distillrl.tasks.base import Problem, extract_final_answer
+from distillrl.tasks.prompts import DatasetError, PromptsTask, load_problems
+
+
+def test_char_tokenizer_round_trips_through_save_pretrained(tmp_path):
+    tokenizer = build_char_tokenizer()
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    text = "(12*3)-4=12*3=36;36-4=32;#32"
+    ids = loaded(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text)  # one token per character
+    assert loaded.decode(ids) == text
+    assert (loaded.eos_token, loaded.pad_token) == ("<eos>", "<pad>")
+    chat = [{"role": "user", "content": "1+2="}, {"role": "assistant", "content": "1+2=3;#3"}]
+    assert loaded.apply_chat_template(chat, tokenize=False) == "1+2=1+2=3;#3<eos>"
+    assert loaded.apply_chat_template(chat[:1], tokenize=False, add_generation_prompt=True) == "1+2="
+
+
+def test_arith_solutions_are_correct_and_verifiable():
+    task, rng = ArithTask(ArithDifficulty(min_ops=1, max_ops=4, max_operand=12)), random.Random(0)
+    for _ in range(300):
+        problem = task.sample_train(rng)
+        assert int(problem.answer) == eval(problem.prompt[:-1])  # noqa: S307 - our own generated expression
+        assert task.reward(problem, problem.solution) == 1.0
+        assert task.reward(problem, problem.solution + "1") == 0.0
+        for step in problem.solution.split(";")[:-1]:  # every chain-of-thought step is true arithmetic
+            expression, value = step.rsplit("=", 1)
+            assert eval(expression.replace("--", "- -").replace("+-", "+ -").replace("*-", "* -")) == int(value)  # noqa: S307
+
+
+def test_train_and_test_splits_are_disjoint():
+    task = ArithTask()
+    test = {p.prompt for p in task.test_problems(200)}
+    assert len(test) == 200 and all(is_test_prompt(p) for p in test)
+    rng = random.Random(5)
+    train = {task.sample_train(rng).prompt for _ in range(5000)}
+    assert not train & test
+    assert len(train) > 1000
+
+
+def test_difficulty_knob_changes_problems():
+    easy = ArithTask(ArithDifficulty(min_ops=1, max_ops=1, max_operand=5)).test_problems(10)
+    hard = ArithTask(ArithDifficulty(min_ops=4, max_ops=4, max_operand=50)).test_problems(10)
+    assert all(p.solution.count(";") == 1 for p in easy)
+    assert all(p.solution.count(";") == 4 for p in hard)
+    with pytest.raises(ValueError, match="too small"):
+        ArithTask(ArithDifficulty(min_ops=1, max_ops=1, max_operand=2)).test_problems(200)
+
+
+def test_final_answer_extraction():
+    assert extract_final_answer("1+2=3;#3") == "3"
+    assert extract_final_answer("#4;#-12") == "-12"
+    assert extract_final_answer("no answer") is None
+    with pytest.raises(ValueError, match="no reference answer"):
+        ArithTask().reward(Problem("1+1="), "#2")
+
+
+def test_jsonl_loader_reads_rows_and_names_a_bad_line(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "1+1=", "answer": 2}\n\n{"prompt": "2*3=", "domain": "arith"}\n')
+    problems = load_problems(good)
+    assert [p.prompt for p in problems] == ["1+1=", "2*3="] and problems[0].answer == "2"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "1+1="}\n{"prompt": "2+2="}\n{"prompt": "3+3=", oops}\n')
+    with pytest.raises(DatasetError, match=r"bad\.jsonl:3: invalid JSON"):
+        load_problems(bad)
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"prompt": "1+1="}\n{"question": "2+2="}\n')
+    with pytest.raises(DatasetError, match=r"missing\.jsonl:2: field `prompt` must be a non-empty string"):
+        load_problems(missing)
+
+
+def test_parquet_loader_names_a_bad_row(tmp_path):
+    import datasets
+
+    path = tmp_path / "prompts.parquet"
+    datasets.Dataset.from_list([{"prompt": "1+1=", "answer": "2"}, {"prompt": "", "answer": "0"}]).to_parquet(path)
+    with pytest.raises(DatasetError, match=r"prompts\.parquet: row 1: field `prompt`"):
+        load_problems(path)
+    good = tmp_path / "good.parquet"
+    datasets.Dataset.from_list([{"prompt": "1+1=", "answer": "2"}]).to_parquet(good)
+    task = PromptsTask(str(good), str(good))
+    assert task.reward(task.test_problems(1)[0], "1+1=2;#2") == 1.0
+
+
+def test_unsupported_file_is_refused(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text("prompt\n1+1=\n")
+    with pytest.raises(DatasetError, match="unsupported format"):
+        load_problems(path)
