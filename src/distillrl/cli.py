@@ -23,6 +23,15 @@ USER_ERRORS = (ConfigError, DatasetError, ModelLoadError)
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
+@app.callback()
+def quiet_libraries() -> None:
+    """Keep transformers' per-file progress bars and notices out of the run's own output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def fail(error: Exception) -> None:
     Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
     raise typer.Exit(code=2)

@@ -41,6 +41,9 @@ class TeacherConfig(Strict):
 class TaskConfig(Strict):
     name: Literal["arith", "prompts"] = "arith"
     difficulty: ArithDifficulty = Field(default_factory=ArithDifficulty, description="arith only")
+    cot_fraction: float = Field(
+        1.0, ge=0, le=1, description="arith only: share of training solutions that show their steps (else answer only)"
+    )
     train_path: str | None = Field(None, description="prompts only: jsonl or parquet with `prompt`, `answer`")
     test_path: str | None = Field(None, description="prompts only: held-out prompts for evaluation")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -168,7 +169,7 @@ def train(
         restore_rng_state(state["rng"], prompt_rng)
         start_step = state["step"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard)
 
     def run_eval(model, teacher=None) -> dict:
@@ -199,7 +200,7 @@ def train(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not show_progress, transient=False,
     )  # fmt: skip
-    last_eval = log.records()[-1] if log.records() else {}
+    last_eval = next((r for r in reversed(log.records()) if "eval/accuracy_greedy" in r), {})
     with progress:
         bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
         student.train()
@@ -209,12 +210,13 @@ def train(
             sequences = make_sequences(config, models, problems)
             metrics = accumulate_gradients(config, models, objective, sequences)
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf"))
+            learning_rate = scheduler.get_last_lr()[0]
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             seconds = time.perf_counter() - started
             record = {f"train/{k}": v for k, v in metrics.items()}
-            record |= {"train/grad_norm": grad_norm.item(), "train/lr": scheduler.get_last_lr()[0],
+            record |= {"train/grad_norm": grad_norm.item(), "train/lr": learning_rate,
                        "perf/tokens_per_second": sequences.completion_mask.sum().item() / seconds}  # fmt: skip
             if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
                 last_eval = run_eval(student, models.teacher)
@@ -222,7 +224,7 @@ def train(
             log.log(step, record)
             if step == optim.steps or (config.checkpoint.every and step % config.checkpoint.every == 0):
                 save(step)
-            info = f"loss {metrics.get('train/loss', metrics.get('loss', 0.0)):.4f}"
+            info = f"loss {metrics['loss']:.4f}"
             if "reverse_kl" in metrics:
                 info += f" | KL {metrics['reverse_kl']:.4f}"
             if last_eval:

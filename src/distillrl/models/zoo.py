@@ -1,15 +1,17 @@
 """The built-in model zoo: tiny Llama-architecture causal LMs trained from scratch on the CPU.
 
 `build_zoo` initialises each model from a transformers `LlamaConfig` with a fixed seed and trains it with
-the project's own loop and `sft` objective on `arith` solutions. The recipes below are the whole story:
-the student is a smaller network given a much shorter SFT budget, so it starts far below the teacher.
+the project's own loop and `sft` objective on `arith` solutions, stage by stage. The recipes below are the
+whole story. The student is a 5x smaller network that learns to solve step by step and is then tuned to
+answer without showing its steps, like a non-thinking model: it starts far below the teacher, and
+on-policy distillation has to bring the teacher's step-by-step behaviour (and accuracy) back.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,24 +23,41 @@ from distillrl.models.tokenizer import build_char_tokenizer
 
 
 @dataclass(frozen=True)
+class SFTStage:
+    """One supervised stage of a zoo recipe, on `arith` solutions."""
+
+    steps: int
+    lr: float
+    cot_fraction: float = 1.0  # share of solutions that show their steps; the rest are answer-only
+    warmup_steps: int = 50
+    schedule: str = "cosine"
+
+
+@dataclass(frozen=True)
 class ZooModel:
     name: str
     hidden_size: int
     num_layers: int
     num_heads: int
     intermediate_size: int
-    sft_steps: int
-    lr: float
     seed: int
     description: str
-    overrides: dict = field(default_factory=dict)
+    stages: tuple[SFTStage, ...]
 
 
 ZOO = {
-    "teacher": ZooModel("teacher", 128, 4, 4, 384, sft_steps=2500, lr=2e-3, seed=1,
-                        description="the teacher: 4 layers x 128, fully SFT-trained on arith"),
-    "student-base": ZooModel("student-base", 64, 3, 4, 192, sft_steps=200, lr=2e-3, seed=2,
-                             description="the weak student: 3 layers x 64, briefly SFT-trained on arith"),
+    "teacher": ZooModel(
+        "teacher", 128, 4, 4, 384, seed=1,
+        description="4 layers x 128: SFT on arith solutions (chain of thought)",
+        stages=(SFTStage(steps=1000, lr=2e-3),),
+    ),
+    "student-base": ZooModel(
+        "student-base", 64, 3, 4, 192, seed=2,
+        description="3 layers x 64: SFT with chain of thought, then tuned to answer without steps "
+        "(a non-thinking student)",
+        stages=(SFTStage(steps=1400, lr=2e-3), SFTStage(steps=150, lr=5e-4, cot_fraction=0.0, warmup_steps=10,
+                                                          schedule="constant")),
+    ),
 }  # fmt: skip
 
 
@@ -61,21 +80,21 @@ def init_model(spec: ZooModel, vocab_size: int, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def sft_config(spec: ZooModel, init_path: Path, output_dir: Path) -> TrainConfig:
-    """The SFT recipe that trains a zoo model on arith solutions."""
+def sft_config(spec: ZooModel, stage: SFTStage, init_path: Path, output_dir: Path) -> TrainConfig:
+    """The SFT run of one stage of a zoo recipe."""
     data = {
         "seed": spec.seed,
         "output_dir": str(output_dir),
         "student": {"path": str(init_path)},
         "teacher": None,
+        "task": {"name": "arith", "cot_fraction": stage.cot_fraction},
         "rollout": {"source": "dataset", "prompts_per_step": 64},
         "objective": {"name": "sft"},
-        "optim": {"steps": spec.sft_steps, "lr": spec.lr, "warmup_steps": 50, "schedule": "cosine",
-                  "min_lr_ratio": 0.05, "weight_decay": 0.01},
-        "eval": {"every": max(spec.sft_steps // 5, 1), "num_prompts": 200},
+        "optim": {"steps": stage.steps, "lr": stage.lr, "warmup_steps": stage.warmup_steps,
+                  "schedule": stage.schedule, "min_lr_ratio": 0.05, "weight_decay": 0.01},
+        "eval": {"every": max(stage.steps // 5, 1), "num_prompts": 200},
         "checkpoint": {"every": 0, "keep": 1},
         "tensorboard": False,
-        **spec.overrides,
     }  # fmt: skip
     return TrainConfig.model_validate(data)
 
@@ -91,14 +110,15 @@ def build_zoo(out_dir: str | Path = ZOO_DIR, names: list[str] | None = None, wor
         work = Path(work_dir) if work_dir else Path(scratch)
         for name in names or list(ZOO):
             spec = ZOO[name]
-            init_path = work / f"{name}-init"
-            init_model(spec, len(tokenizer), tokenizer).save_pretrained(init_path)
-            tokenizer.save_pretrained(init_path)
-            summary = train(sft_config(spec, init_path, work / f"{name}-run"))
-            final = Path(summary["run_dir"]) / "checkpoints" / f"step_{spec.sft_steps:06d}" / "model"
+            model_path = work / f"{name}-init"
+            init_model(spec, len(tokenizer), tokenizer).save_pretrained(model_path)
+            tokenizer.save_pretrained(model_path)
+            for index, stage in enumerate(spec.stages):
+                summary = train(sft_config(spec, stage, model_path, work / f"{name}-stage{index}"))
+                model_path = Path(summary["run_dir"]) / "checkpoints" / f"step_{stage.steps:06d}" / "model"
             target = out_dir / name
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(final, target)
+            shutil.copytree(model_path, target)
             results[name] = summary["after"]
     return results

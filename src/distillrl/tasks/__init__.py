@@ -10,7 +10,7 @@ from distillrl.tasks.prompts import PromptsTask
 def build_task(config) -> Task:
     """The task named by a TaskConfig."""
     if config.name == "arith":
-        return ArithTask(config.difficulty)
+        return ArithTask(config.difficulty, config.cot_fraction)
     return PromptsTask(config.train_path, config.test_path)
 
 

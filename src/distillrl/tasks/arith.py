@@ -77,12 +77,17 @@ def is_test_prompt(prompt: str) -> bool:
 
 
 class ArithTask:
-    """Arithmetic with chain of thought; `reward` is the exact-match verifier on the final answer."""
+    """Arithmetic with chain of thought; `reward` is the exact-match verifier on the final answer.
+
+    `cot_fraction` < 1 makes that share of the *training* solutions answer-only (`#11`, no steps): the data
+    of a student that does not think step by step. Held-out problems always carry the full solution.
+    """
 
     name = "arith"
 
-    def __init__(self, difficulty: ArithDifficulty | None = None):
+    def __init__(self, difficulty: ArithDifficulty | None = None, cot_fraction: float = 1.0):
         self.difficulty = difficulty or ArithDifficulty()
+        self.cot_fraction = cot_fraction
 
     def _sample(self, rng: random.Random, test: bool) -> Problem:
         while True:
@@ -91,7 +96,10 @@ class ArithTask:
                 return problem
 
     def sample_train(self, rng: random.Random) -> Problem:
-        return self._sample(rng, test=False)
+        problem = self._sample(rng, test=False)
+        if self.cot_fraction < 1.0 and rng.random() >= self.cot_fraction:
+            return Problem(problem.prompt, problem.answer, f"#{problem.answer}", problem.domain)
+        return problem
 
     def test_problems(self, n: int) -> list[Problem]:
         rng, seen, problems = random.Random(TEST_SEED), set(), []

@@ -1,0 +1,110 @@
+"""The loop on the shipped zoo: learning, exact resume, checkpoints in HF and PEFT layout."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from distillrl.checkpoint import latest_checkpoint, list_checkpoints
+from distillrl.evaluate import evaluate
+from distillrl.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
+from distillrl.report.metrics import read_metrics
+from distillrl.rollout.hf_generate import generate
+from distillrl.tasks import ArithTask
+from distillrl.trainer import train
+
+
+@pytest.mark.parametrize("estimator", ["sampled", "full"])
+def test_a_few_opd_steps_lower_the_reverse_kl(tiny_config, estimator):
+    config = tiny_config(
+        objective={"name": "reverse_kl", "estimator": estimator},
+        optim={"steps": 12, "lr": 3e-3},
+        eval={"every": 0, "num_prompts": 48},
+        checkpoint={"every": 0},
+    )
+    summary = train(config, show_progress=False)
+    before, after = summary["before"]["eval/reverse_kl"], summary["after"]["eval/reverse_kl"]
+    assert after < 0.8 * before, (before, after)
+    train_kl = [r["train/reverse_kl"] for r in read_metrics(config.output_dir) if "train/reverse_kl" in r]
+    assert sum(train_kl[-3:]) < sum(train_kl[:3])
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_run(tiny_config, tmp_path):
+    straight = tiny_config(output_dir=str(tmp_path / "straight"))
+    train(straight, show_progress=False)
+
+    interrupted = tiny_config(output_dir=str(tmp_path / "interrupted"))
+
+    def kill_at_step_5(step, record):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(interrupted, on_step=kill_at_step_5, show_progress=False)
+    assert int(latest_checkpoint(interrupted.output_dir).name.split("_")[1]) == 4
+    train(interrupted, resume=True, show_progress=False)
+
+    def comparable(run_dir):
+        return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in read_metrics(run_dir)]
+
+    assert comparable(interrupted.output_dir) == comparable(straight.output_dir)
+    assert [r["step"] for r in read_metrics(interrupted.output_dir)] == list(range(7))
+    straight_model = load_causal_lm(str(latest_checkpoint(straight.output_dir) / "model"))
+    resumed_model = load_causal_lm(str(latest_checkpoint(interrupted.output_dir) / "model"))
+    for (name, a), (_, b) in zip(straight_model.state_dict().items(), resumed_model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert len(list_checkpoints(interrupted.output_dir)) == 2  # keep: 2
+
+
+def test_model_saved_with_save_pretrained_trains_saves_and_reloads(tiny_config, tmp_path):
+    source = tmp_path / "my-student"
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path("zoo:student-base"))
+    model.save_pretrained(source)
+    load_tokenizer("zoo:student-base").save_pretrained(source)
+    config = tiny_config(student={"path": str(source)}, optim={"steps": 2}, eval={"every": 0})
+    summary = train(config, show_progress=False)
+    saved = latest_checkpoint(config.output_dir) / "model"
+    assert (saved / "model.safetensors").exists() and (saved / "tokenizer_config.json").exists()
+    reloaded = AutoModelForCausalLM.from_pretrained(saved)
+    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values())]
+    assert any(changed)
+    _assert_reload_reproduces_final_eval(saved, config, summary)
+
+
+def test_lora_student_trains_saves_adapter_and_reloads(tiny_config):
+    config = tiny_config(student={"path": "zoo:student-base", "lora": {"r": 4, "alpha": 8}}, optim={"steps": 2}, eval={"every": 0})
+    summary = train(config, show_progress=False)
+    saved = latest_checkpoint(config.output_dir) / "model"
+    adapter = json.loads((saved / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "zoo:student-base" and adapter["r"] == 4
+    assert not (saved / "model.safetensors").exists()  # only the adapter is written
+    reloaded = load_causal_lm(str(saved))
+    assert hasattr(reloaded, "peft_config")
+    _assert_reload_reproduces_final_eval(saved, config, summary)
+
+
+def _assert_reload_reproduces_final_eval(saved, config, summary):
+    task = ArithTask(config.task.difficulty)
+    metrics = evaluate(load_causal_lm(str(saved)), load_tokenizer(str(saved)), task,
+                       task.test_problems(config.eval.num_prompts), max_new_tokens=config.eval.max_new_tokens)  # fmt: skip
+    for name in ("eval/accuracy_greedy", "eval/accuracy_sampled", "eval/response_length"):
+        assert metrics[name] == pytest.approx(summary["after"][name], abs=1e-6), name
+
+
+def test_generated_sequences_are_masked_at_eos():
+    model, tokenizer = load_causal_lm("zoo:teacher"), load_tokenizer("zoo:teacher")
+    torch.manual_seed(0)
+    sequences = generate(model, tokenizer, ["1+2=", "(3*4)-5="], num_samples=3, temperature=1.0, max_new_tokens=40)
+    assert sequences.prompt_index.tolist() == [0, 0, 0, 1, 1, 1]
+    for row in range(len(sequences)):
+        completion = sequences.input_ids[row][sequences.completion_mask[row].bool()]
+        eos = (completion == tokenizer.eos_token_id).nonzero()
+        if len(eos):  # the completion ends at its first EOS, which is included
+            assert eos[0].item() == len(completion) - 1
+        assert tokenizer.decode(completion, skip_special_tokens=True) == sequences.completions[row]
+    assert sequences.target_ids.numel() == sequences.completion_mask.sum()
