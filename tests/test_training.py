@@ -1,6 +1,7 @@
 """The loop on the shipped zoo: learning, exact resume, checkpoints in HF and PEFT layout."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from distillrl.models.loading import load_causal_lm, load_tokenizer, resolve_mod
 from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
 from distillrl.tasks import ArithTask
-from distillrl.trainer import train
+from distillrl.trainer import lr_multiplier, train
 
 
 @pytest.mark.parametrize("estimator", ["sampled", "full"])
@@ -108,3 +109,20 @@ def test_generated_sequences_are_masked_at_eos():
             assert eos[0].item() == len(completion) - 1
         assert tokenizer.decode(completion, skip_special_tokens=True) == sequences.completions[row]
     assert sequences.target_ids.numel() == sequences.completion_mask.sum()
+
+
+def test_bf16_autocast_trains(tiny_config):
+    config = tiny_config(precision="bf16", optim={"steps": 3}, eval={"every": 0}, checkpoint={"every": 0})
+    summary = train(config, show_progress=False)
+    losses = [r["train/loss"] for r in read_metrics(config.output_dir) if "train/loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert 0 <= summary["after"]["eval/accuracy_greedy"] <= 1
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_multiplier(0, 10, 110, "cosine", 0.0) == pytest.approx(0.1)
+    assert lr_multiplier(9, 10, 110, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_multiplier(60, 10, 110, "cosine", 0.0) == pytest.approx(0.5)
+    assert lr_multiplier(60, 10, 110, "linear", 0.2) == pytest.approx(0.6)
+    assert lr_multiplier(110, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(50, 0, 110, "constant", 0.0) == 1.0
