@@ -2,6 +2,7 @@
 
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -126,3 +127,27 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_multiplier(60, 10, 110, "linear", 0.2) == pytest.approx(0.6)
     assert lr_multiplier(110, 10, 110, "cosine", 0.1) == pytest.approx(0.1)
     assert lr_multiplier(50, 0, 110, "constant", 0.0) == 1.0
+
+
+@pytest.mark.parametrize("estimator", ["sampled", "full"])
+def test_gradient_accumulation_matches_one_big_batch(tiny_config, estimator):
+    """Micro-batches normalised by the step's total token count give the full batch's gradient."""
+    from distillrl.objectives import build_objective
+    from distillrl.tasks import build_task
+    from distillrl.trainer import accumulate_gradients, load_models, make_sequences
+
+    config = tiny_config(objective={"name": "reverse_kl", "estimator": estimator})
+    models = load_models(config)
+    task = build_task(config.task)
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    sequences = make_sequences(config, models, [task.sample_train(rng) for _ in range(6)])
+    gradients = []
+    for grad_accum in (1, 3):
+        config.optim.grad_accum = grad_accum
+        models.student.zero_grad(set_to_none=True)
+        metrics = accumulate_gradients(config, models, build_objective(config.objective), sequences)
+        gradients.append(([p.grad.clone() for p in models.student.parameters()], metrics["loss"]))
+    for one, three in zip(gradients[0][0], gradients[1][0]):
+        torch.testing.assert_close(one, three, atol=1e-5, rtol=1e-4)
+    assert gradients[0][1] == pytest.approx(gradients[1][1], rel=1e-5)
