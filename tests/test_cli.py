@@ -33,3 +33,12 @@ def test_train_recipe_then_resume_and_eval(tmp_path):
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     evaluated = runner.invoke(app, ["eval", "--model", str(out / "checkpoints" / "step_000002" / "model"), "--n", "16"])
     assert evaluated.exit_code == 0 and "eval/accuracy_greedy" in evaluated.output
+
+
+def test_forward_kl_and_sft_recipes_run(tmp_path):
+    for recipe in ("forward_kl", "sft"):
+        out = tmp_path / recipe
+        result = CliRunner().invoke(app, ["train", f"configs/{recipe}.yaml", "--set", f"output_dir={out}", *SMALL])
+        assert result.exit_code == 0, result.output
+        losses = [json.loads(line).get("train/loss") for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert all(loss is not None and loss > 0 for loss in losses[1:])

@@ -17,7 +17,10 @@ def test_unknown_key_names_field_line_and_allowed_keys(tmp_path):
     path = write(tmp_path, "seed: 1\nobjective:\n  name: reverse_kl\n  estimatr: full\n")
     with pytest.raises(ConfigError) as error:
         load_config(path)
-    assert str(error.value) == f"{path}:4: objective.estimatr: unknown key (allowed here: chunk_size, estimator, name)"
+    assert str(error.value) == (
+        f"{path}:4: objective.estimatr: unknown key "
+        "(allowed here: alpha, beta, chunk_size, estimator, name, skew_reverse, temperature)"
+    )
 
 
 def test_bad_value_names_field_and_allowed_values(tmp_path):

@@ -67,8 +67,12 @@ class RolloutConfig(Strict):
 
 
 class ObjectiveConfig(Strict):
-    name: Literal["reverse_kl", "sft"] = "reverse_kl"
+    name: Literal["reverse_kl", "forward_kl", "jsd", "skew_kl", "sft"] = "reverse_kl"
     estimator: Literal["sampled", "full"] = Field("sampled", description="reverse_kl only")
+    temperature: float = Field(1.0, gt=0, description="forward_kl only: tau on both logits, loss scaled by tau^2")
+    beta: float = Field(0.5, ge=0, le=1, description="jsd only: 0 is forward KL, 1 reverse KL")
+    alpha: float = Field(0.1, gt=0, lt=1, description="skew_kl only: the skew weight")
+    skew_reverse: bool = Field(False, description="skew_kl only: KL(student || (1-a) teacher + a student)")
     chunk_size: int = Field(1024, ge=1, description="positions per chunk for vocabulary-wide terms")
 
 
@@ -118,6 +122,8 @@ class TrainConfig(Strict):
                 raise ValueError("teacher: objective.name 'reverse_kl' needs a teacher")
             if self.rollout.source != "student":
                 raise ValueError("rollout.source: reverse_kl is on-policy and needs source 'student'")
+        if self.objective.name in ("forward_kl", "jsd", "skew_kl") and self.teacher is None:
+            raise ValueError(f"teacher: objective.name {self.objective.name!r} needs a teacher")
         if self.rollout.source == "teacher" and self.teacher is None:
             raise ValueError("teacher: rollout.source 'teacher' needs a teacher")
         return self

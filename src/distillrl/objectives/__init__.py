@@ -7,6 +7,7 @@ from typing import Protocol
 from torch import Tensor
 
 from distillrl.batch import Batch
+from distillrl.objectives.divergences import Divergence
 from distillrl.objectives.reverse_kl import ReverseKL
 from distillrl.objectives.sft import SFT
 
@@ -24,4 +25,6 @@ def build_objective(config) -> Objective:
         return ReverseKL(config.estimator)
     if config.name == "sft":
         return SFT()
+    if config.name in ("forward_kl", "jsd", "skew_kl"):
+        return Divergence(config.name, config.temperature, config.beta, config.alpha, config.skew_reverse)
     raise ValueError(f"objective.name: unknown objective {config.name!r}")
