@@ -32,20 +32,12 @@ class ChunkedLogits:
     def __len__(self) -> int:
         return self.hidden.shape[0]
 
-    @property
-    def vocab_size(self) -> int:
-        return self.hidden.shape[-1] if self.weight is None else self.weight.shape[0]
-
     def project(self, hidden_chunk: Tensor) -> Tensor:
         """Logits of a chunk of hidden states, in float32: [n, H] -> [n, V]."""
         logits = hidden_chunk if self.weight is None else hidden_chunk @ self.weight.T
         if self.bias is not None:
             logits = logits + self.bias
         return logits.float() / self.temperature
-
-    def log_softmax(self) -> Tensor:
-        """All log-probabilities [N, V]; only for small N x V (tests, bandits), never in the training loop."""
-        return torch.log_softmax(self.project(self.hidden), dim=-1)
 
     @staticmethod
     def map(
@@ -89,7 +81,3 @@ class ChunkedLogits:
         return ChunkedLogits.map(
             lambda log_probs, ids: log_probs.gather(-1, ids[:, None]).squeeze(-1), [self], [target_ids], chunk_size
         )
-
-    def entropy(self, chunk_size: int = 1024) -> Tensor:
-        """H(pi(. | c_n)) = -sum_v pi(v) log pi(v) at every position: [N]."""
-        return ChunkedLogits.map(lambda log_probs: -(log_probs.exp() * log_probs).sum(-1), [self], [], chunk_size)
