@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from distillrl.batch import Batch
+from distillrl.objectives.divergences import kl
 from distillrl.scoring.logits import ChunkedLogits
 
 
@@ -29,11 +30,7 @@ def full_reverse_kl(policy: ChunkedLogits, teacher: ChunkedLogits, chunk_size: i
 
     Computed over chunks of positions; no [N, V] tensor is materialised (see ChunkedLogits.map).
     """
-    return ChunkedLogits.map(
-        lambda policy_lp, teacher_lp: (policy_lp.exp() * (policy_lp - teacher_lp)).sum(-1),
-        [policy, teacher],
-        chunk_size=chunk_size,
-    )
+    return ChunkedLogits.map(kl, [policy, teacher], chunk_size=chunk_size)
 
 
 class ReverseKL:
