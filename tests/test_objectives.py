@@ -5,7 +5,7 @@ import math
 import torch
 
 from distillrl.batch import Batch
-from distillrl.objectives.reverse_kl import ReverseKL, full_reverse_kl, importance_sampled_loss
+from distillrl.objectives.reverse_kl import SampledReverseKL, full_reverse_kl, importance_sampled_loss
 from distillrl.objectives.sft import SFT
 from distillrl.scoring.logits import ChunkedLogits
 
@@ -87,7 +87,7 @@ def test_sampled_estimator_gradient_matches_exact_reverse_kl_gradient():
         teacher_logprobs=teacher_logprobs[tokens],
         chunk_size=100_000,
     )
-    loss, metrics = ReverseKL("sampled")(batch)
+    loss, metrics = SampledReverseKL()(batch)
     estimate = torch.autograd.grad(loss, theta)[0]
     # per-sample gradient g_i = (onehot(y_i) - pi) (log pi(y_i) - log pi_T(y_i)); tolerance = 5 standard errors
     p = policy.exp().detach()
@@ -115,7 +115,7 @@ def test_sft_is_token_mean_cross_entropy():
     torch.manual_seed(3)
     logits = torch.randn(9, 7)
     targets = torch.randint(0, 7, (9,))
-    batch = Batch(targets, torch.zeros(9, dtype=torch.long), ChunkedLogits.from_logits(logits), num_tokens=9, chunk_size=4)
+    batch = Batch(targets, torch.zeros(9, dtype=torch.long), num_tokens=9, policy_logits=ChunkedLogits.from_logits(logits), chunk_size=4)
     loss, _ = SFT()(batch)
     expected = torch.nn.functional.cross_entropy(logits, targets)
     assert abs(loss.item() - expected.item()) < 1e-5

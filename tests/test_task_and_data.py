@@ -6,7 +6,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from distillrl.models.tokenizer import build_char_tokenizer
-from distillrl.tasks.arith import ArithDifficulty, ArithTask, is_test_prompt
+from distillrl.tasks.arith import ArithDifficulty, ArithTask
+from distillrl.tasks.base import is_test_prompt
 from distillrl.tasks.base import Problem, extract_final_answer
 from distillrl.tasks.prompts import DatasetError, PromptsTask, load_problems
 
@@ -67,7 +68,7 @@ def test_final_answer_extraction():
 def test_jsonl_loader_reads_rows_and_names_a_bad_line(tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text('{"prompt": "1+1=", "answer": 2}\n\n{"prompt": "2*3=", "domain": "arith"}\n')
-    problems = load_problems(good)
+    problems, _ = load_problems(good)
     assert [p.prompt for p in problems] == ["1+1=", "2*3="] and problems[0].answer == "2"
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "1+1="}\n{"prompt": "2+2="}\n{"prompt": "3+3=", oops}\n')

@@ -17,10 +17,10 @@ from distillrl.tasks import ArithTask
 from distillrl.trainer import lr_multiplier, train
 
 
-@pytest.mark.parametrize("estimator", ["sampled", "full"])
-def test_a_few_opd_steps_lower_the_reverse_kl(tiny_config, estimator):
+@pytest.mark.parametrize("fidelity", ["sampled", "topk", "full"])
+def test_a_few_opd_steps_lower_the_reverse_kl(tiny_config, fidelity):
     config = tiny_config(
-        objective={"name": "reverse_kl", "estimator": estimator},
+        objective={"name": "reverse_kl", "fidelity": fidelity},
         optim={"steps": 12, "lr": 3e-3},
         eval={"every": 0, "num_prompts": 48},
         checkpoint={"every": 0},
@@ -129,25 +129,48 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_multiplier(50, 0, 110, "constant", 0.0) == 1.0
 
 
-@pytest.mark.parametrize("estimator", ["sampled", "full"])
-def test_gradient_accumulation_matches_one_big_batch(tiny_config, estimator):
+class RecordingOptimizer:
+    """Stands in for AdamW: records the accumulated gradient at each step instead of moving the weights."""
+
+    def __init__(self, parameters):
+        self.parameters, self.gradients = list(parameters), []
+
+    def step(self):
+        self.gradients.append([p.grad.clone() for p in self.parameters])
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters:
+            p.grad = None
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [{"name": "reverse_kl", "fidelity": f} for f in ("sampled", "topk", "full")] + [{"name": "grpo", "kl_coef": 0.1}],
+)
+def test_gradient_accumulation_matches_one_big_batch(tiny_config, objective):
     """Micro-batches normalised by the step's total token count give the full batch's gradient."""
     from distillrl.objectives import build_objective
+    from distillrl.rollout.sources import sample_sequences
+    from distillrl.scoring.signals import score_rollout
     from distillrl.tasks import build_task
-    from distillrl.trainer import accumulate_gradients, load_models, make_sequences
+    from distillrl.trainer import load_models, update_policy
 
-    config = tiny_config(objective={"name": "reverse_kl", "estimator": estimator})
-    models = load_models(config)
+    config = tiny_config(objective=objective, rollout={"group_size": 4})
+    built = build_objective(config.objective)
+    models = load_models(config, "reference_logprobs" in built.needs)
     task = build_task(config.task)
     torch.manual_seed(0)
     rng = random.Random(0)
-    sequences = make_sequences(config, models, [task.sample_train(rng) for _ in range(6)])
-    gradients = []
+    problems = [task.sample_train(rng) for _ in range(6)]
+    sequences, _ = sample_sequences(config, models, problems, rng)
+    signals = score_rollout(models, built.needs, sequences, problems, task.reward)
+    assert signals.rewards is not None and 0 < signals.rewards.mean() < 1
+    runs = []
     for grad_accum in (1, 3):
         config.optim.grad_accum = grad_accum
-        models.student.zero_grad(set_to_none=True)
-        metrics = accumulate_gradients(config, models, build_objective(config.objective), sequences)
-        gradients.append(([p.grad.clone() for p in models.student.parameters()], metrics["loss"]))
-    for one, three in zip(gradients[0][0], gradients[1][0]):
+        optimizer = RecordingOptimizer(models.student.parameters())
+        metrics = update_policy(config, models, built, sequences, signals, optimizer, optimizer.parameters)
+        runs.append((optimizer.gradients[0], metrics["loss"]))
+    for one, three in zip(runs[0][0], runs[1][0]):
         torch.testing.assert_close(one, three, atol=1e-5, rtol=1e-4)
-    assert gradients[0][1] == pytest.approx(gradients[1][1], rel=1e-5)
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distillrl.tasks.arith import ArithDifficulty
+from distillrl.tasks.lists import ListsDifficulty
 
 
 class Strict(BaseModel):
@@ -35,12 +36,20 @@ class StudentConfig(Strict):
 
 
 class TeacherConfig(Strict):
+    name: str = Field("teacher", description="multi-teacher: prompts whose `domain` equals this name use it")
     path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id")
+    reference: str | None = Field(
+        None, description="gopd reference pi_ref for this teacher (default: the student's initial weights); "
+        "the teacher's pre-RL base gives reward correction"
+    )
 
 
 class TaskConfig(Strict):
-    name: Literal["arith", "prompts"] = "arith"
-    difficulty: ArithDifficulty = Field(default_factory=ArithDifficulty, description="arith only")
+    name: Literal["arith", "lists", "mix", "prompts"] = Field(
+        "arith", description="arith, lists (the second domain), mix (both, half each) or prompts (files)"
+    )
+    difficulty: ArithDifficulty = Field(default_factory=ArithDifficulty, description="arith (and mix) only")
+    lists: ListsDifficulty = Field(default_factory=ListsDifficulty, description="lists (and mix) only")
     cot_fraction: float = Field(
         1.0, ge=0, le=1, description="arith only: share of training solutions that show their steps (else answer only)"
     )
@@ -51,29 +60,80 @@ class TaskConfig(Strict):
     def _check(self) -> "TaskConfig":
         if self.name == "prompts" and not self.train_path:
             raise ValueError("train_path: required when task.name is 'prompts'")
-        if self.name == "arith" and (self.train_path or self.test_path):
+        if self.name != "prompts" and (self.train_path or self.test_path):
             raise ValueError("name: train_path/test_path only apply to task.name 'prompts'")
         return self
 
 
 class RolloutConfig(Strict):
-    source: Literal["student", "teacher", "dataset"] = Field(
-        "student", description="student: on-policy samples; teacher: teacher samples (seq-KD); dataset: given solutions"
+    source: Literal["student", "teacher", "dataset", "mixed", "speculative"] = Field(
+        "student",
+        description="student: on-policy samples; teacher: teacher samples (seq-KD); dataset: given solutions; "
+        "mixed: student with probability lmbda, else dataset (or teacher with seq_kd) (GKD); "
+        "speculative: student proposals kept when in the teacher's top-k (SKD)",
     )
     prompts_per_step: int = Field(32, ge=1)
     group_size: int = Field(4, ge=1, description="completions sampled per prompt (G)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts")
     max_new_tokens: int = Field(48, ge=1)
+    lmbda: float = Field(0.5, ge=0, le=1, description="mixed only: probability that a step is on-policy")
+    seq_kd: bool = Field(False, description="mixed only: the off-policy steps use teacher samples, not the dataset")
+    speculative_top_k: int = Field(25, ge=1, description="speculative only: the teacher's top-K that accepts a proposal")
+
+
+DIVERGENCES = ("reverse_kl", "forward_kl", "jsd", "skew_kl")
+TEACHER_OBJECTIVES = (*DIVERGENCES, "gopd", "rlad")
+REWARD_OBJECTIVES = ("grpo", "rlad")
+SAMPLED_TOKEN_OBJECTIVES = ("gopd", "grpo", "rlad")  # importance-sampled: need the student's own samples
 
 
 class ObjectiveConfig(Strict):
-    name: Literal["reverse_kl", "forward_kl", "jsd", "skew_kl", "sft"] = "reverse_kl"
-    estimator: Literal["sampled", "full"] = Field("sampled", description="reverse_kl only")
+    name: Literal["sft", "reverse_kl", "forward_kl", "jsd", "skew_kl", "gopd", "grpo", "rlad", "hybrid"] = "reverse_kl"
+    weight: float = Field(1.0, ge=0, description="hybrid terms only: this term's weight in the sum")
+    fidelity: Literal["sampled", "topk", "full"] | None = Field(
+        None, description="teacher distribution of a divergence: sampled (reverse_kl only), topk or full "
+        "(default: sampled for reverse_kl, full for the others)"
+    )
+    top_k: int = Field(20, ge=1, description="fidelity topk: teacher tokens kept per position (+ a tail bucket)")
     temperature: float = Field(1.0, gt=0, description="forward_kl only: tau on both logits, loss scaled by tau^2")
     beta: float = Field(0.5, ge=0, le=1, description="jsd only: 0 is forward KL, 1 reverse KL")
-    alpha: float = Field(0.1, gt=0, lt=1, description="skew_kl only: the skew weight")
+    skew_alpha: float = Field(0.1, gt=0, lt=1, description="skew_kl only: the skew weight a")
     skew_reverse: bool = Field(False, description="skew_kl only: KL(student || (1-a) teacher + a student)")
+    reward_scale: float = Field(1.0, ge=0, description="gopd only: lambda (1 is OPD, > 1 ExOPD, < 1 interpolation)")
+    clip_low: float = Field(0.2, ge=0, lt=1, description="grpo/rlad: ratio clipped below at 1 - clip_low")
+    clip_high: float = Field(0.28, ge=0, description="grpo/rlad: ratio clipped above at 1 + clip_high")
+    kl_coef: float = Field(0.0, ge=0, description="grpo/rlad: weight of the k3 KL to the student's initial weights")
+    rlad_alpha: float = Field(0.5, ge=0, le=1, description="rlad only: weight of pi_old in the anchor (1 is GRPO)")
+    rlad_teacher_clamp: float = Field(1.0, gt=0, description="rlad only: log(pi_theta/pi_T) clamped to +-this")
+    terms: list["ObjectiveConfig"] = Field(default_factory=list, description="hybrid only: the weighted terms")
     chunk_size: int = Field(1024, ge=1, description="positions per chunk for vocabulary-wide terms")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObjectiveConfig":
+        if self.name == "hybrid":
+            if not self.terms:
+                raise ValueError("terms: objective 'hybrid' needs at least one term")
+            if any(term.name == "hybrid" for term in self.terms):
+                raise ValueError("terms: a hybrid term cannot itself be hybrid")
+        elif self.terms:
+            raise ValueError(f"terms: only objective 'hybrid' has terms, not {self.name!r}")
+        if self.fidelity is not None and self.name not in DIVERGENCES:
+            raise ValueError(f"fidelity: {self.name!r} has no teacher-distribution fidelity (divergences only)")
+        if self.fidelity == "sampled" and self.name != "reverse_kl":
+            raise ValueError(f"fidelity: 'sampled' is an estimator of reverse_kl only; {self.name} needs topk or full")
+        if self.fidelity == "topk" and self.name == "forward_kl" and self.temperature != 1.0:
+            raise ValueError("temperature: fidelity topk keeps the teacher's top-k at temperature 1; use full for tau != 1")
+        return self
+
+    @property
+    def resolved_fidelity(self) -> str | None:
+        if self.name not in DIVERGENCES:
+            return None
+        return self.fidelity or ("sampled" if self.name == "reverse_kl" else "full")
+
+    def leaves(self) -> list["ObjectiveConfig"]:
+        """The objectives that make up this one (its terms when hybrid)."""
+        return self.terms if self.name == "hybrid" else [self]
 
 
 class OptimConfig(Strict):
@@ -86,6 +146,8 @@ class OptimConfig(Strict):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="decay floor as a fraction of lr")
     max_grad_norm: float | None = Field(1.0, gt=0)
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    epochs: int = Field(1, ge=1, description="passes over each rollout (PPO epochs), with the recorded pi_old")
+    minibatches: int = Field(1, ge=1, description="optimizer steps per epoch, each on a share of the prompts")
 
 
 class EvalConfig(Strict):
@@ -106,7 +168,10 @@ class TrainConfig(Strict):
     output_dir: str = "runs/train"
     precision: Literal["fp32", "bf16"] = "fp32"
     student: StudentConfig = Field(default_factory=StudentConfig)
-    teacher: TeacherConfig | None = Field(default_factory=TeacherConfig)
+    teacher: TeacherConfig | None = Field(default_factory=TeacherConfig, description="one teacher for every prompt")
+    teachers: list[TeacherConfig] | None = Field(
+        None, description="several named teachers; each prompt goes to the teacher named by its `domain`"
+    )
     task: TaskConfig = Field(default_factory=TaskConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
@@ -115,17 +180,48 @@ class TrainConfig(Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     tensorboard: bool = True
 
+    @property
+    def teacher_list(self) -> list[TeacherConfig]:
+        """The configured teachers: `teachers`, or the single `teacher`, or none."""
+        if self.teachers:
+            return self.teachers
+        return [self.teacher] if self.teacher is not None else []
+
     @model_validator(mode="after")
     def _check_combination(self) -> "TrainConfig":
-        if self.objective.name == "reverse_kl":
-            if self.teacher is None:
-                raise ValueError("teacher: objective.name 'reverse_kl' needs a teacher")
-            if self.rollout.source != "student":
-                raise ValueError("rollout.source: reverse_kl is on-policy and needs source 'student'")
-        if self.objective.name in ("forward_kl", "jsd", "skew_kl") and self.teacher is None:
-            raise ValueError(f"teacher: objective.name {self.objective.name!r} needs a teacher")
-        if self.rollout.source == "teacher" and self.teacher is None:
-            raise ValueError("teacher: rollout.source 'teacher' needs a teacher")
+        if self.teachers is not None:
+            if "teacher" in self.model_fields_set and self.teacher is not None:
+                raise ValueError("teachers: give either `teacher` or `teachers`, not both")
+            if not self.teachers:
+                raise ValueError("teachers: the list is empty")
+            names = [t.name for t in self.teachers]
+            duplicate = next((n for n in names if names.count(n) > 1), None)
+            if duplicate:
+                raise ValueError(f"teachers: the name {duplicate!r} is used twice")
+        leaves = self.objective.leaves()
+        has_teacher = bool(self.teacher_list)
+        source = self.rollout.source
+        for leaf in leaves:
+            if leaf.name in TEACHER_OBJECTIVES and not has_teacher:
+                raise ValueError(f"teacher: objective {leaf.name!r} needs a teacher")
+            sampled = leaf.name in SAMPLED_TOKEN_OBJECTIVES or leaf.resolved_fidelity == "sampled"
+            if sampled and source != "student":
+                raise ValueError(
+                    f"rollout.source: {leaf.name} weighs the student's own samples by pi_theta/pi_old and needs "
+                    f"source 'student' (got {source!r})"
+                )
+            if leaf.name in REWARD_OBJECTIVES and self.rollout.group_size < 2:
+                raise ValueError(f"rollout.group_size: {leaf.name} normalises rewards within a group and needs >= 2")
+            if self.teachers and leaf.resolved_fidelity == "full":
+                raise ValueError(
+                    "objective.fidelity: several teachers are scored per prompt at fidelity sampled or topk, not full"
+                )
+        if source in ("teacher", "speculative") and not has_teacher:
+            raise ValueError(f"teacher: rollout.source {source!r} needs a teacher")
+        if source == "mixed" and self.rollout.seq_kd and not has_teacher:
+            raise ValueError("teacher: rollout.seq_kd samples off-policy sequences from a teacher")
+        if self.teachers and (source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd)):
+            raise ValueError(f"rollout.source: {source!r} samples from one teacher; use `teacher`, not `teachers`")
         return self
 
 

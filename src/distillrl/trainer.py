@@ -2,11 +2,13 @@
 
     for step in 1..steps:
         problems  = prompts drawn from the task's training split
-        sequences = source(problems)                        # student samples, teacher samples or solutions
-        for each micro-batch of sequences:                  # gradient accumulation
-            signals = frozen forward passes (old student, teacher) over the finished sequences
-            loss    = objective(Batch(student forward, signals)) ; loss.backward()
-        clip gradients, optimizer step, scheduler step
+        sequences = source(problems)           # student / teacher samples, solutions, GKD mix, SKD interleaving
+        signals   = one frozen pass per model over the sequences: pi_old, teachers (routed by domain),
+                    references; verifier rewards                                  -> a Batch without pi_theta
+        for epoch in 1..epochs, for each minibatch of whole prompts:
+            for each micro-batch: loss = objective(Batch + student forward) ; loss.backward()
+            clip gradients, optimizer step
+        scheduler step
         every N steps: evaluate on held-out prompts; save an atomic checkpoint
 """
 
@@ -16,7 +18,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,20 +26,22 @@ import torch
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor
 
 from distillrl.batch import Batch
 from distillrl.checkpoint import latest_checkpoint, load_trainer_state, restore_rng_state, rng_state, save_checkpoint
-from distillrl.config import TrainConfig
+from distillrl.config import ConfigError, TrainConfig
 from distillrl.evaluate import autocast, evaluate
-from distillrl.models.loading import ModelLoadError, count_parameters, load_causal_lm, load_tokenizer
-from distillrl.models.student import load_student
+from distillrl.models.loading import count_parameters, load_tokenizer
+from distillrl.models.roles import Models, load_models
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog
 from distillrl.report.plots import plot_training_curves
-from distillrl.rollout.hf_generate import generate
-from distillrl.rollout.sequences import Sequences, encode_pairs
-from distillrl.scoring.forward import completion_logits, score_token_logprobs
-from distillrl.tasks import Problem, build_task
+from distillrl.rollout.sequences import Sequences
+from distillrl.rollout.sources import sample_sequences
+from distillrl.scoring.forward import completion_logits
+from distillrl.scoring.signals import score_rollout
+from distillrl.tasks import build_task
 
 console = Console(stderr=True)
 
@@ -59,78 +63,90 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str,
     return 1.0
 
 
-@dataclass
-class Models:
-    student: torch.nn.Module
-    teacher: torch.nn.Module | None
-    tokenizer: object
+def prompt_rows(sequences: Sequences, prompts: Tensor) -> Tensor:
+    """The rows (ascending) that answer any of `prompts`."""
+    return torch.isin(sequences.prompt_index, prompts).nonzero().squeeze(-1)
 
 
-def load_models(config: TrainConfig, student_path: str | None = None) -> Models:
-    """Student (trainable, maybe LoRA), frozen teacher and the shared tokenizer; checks they fit together."""
-    tokenizer = load_tokenizer(config.student.path)
-    student = load_student(student_path or config.student.path, config.student.lora)
-    teacher = None
-    if config.teacher is not None:
-        teacher = load_causal_lm(config.teacher.path)
-        teacher_vocab = load_tokenizer(config.teacher.path).get_vocab()
-        if teacher_vocab != tokenizer.get_vocab():
-            raise ModelLoadError(
-                f"teacher.path: {config.teacher.path} uses a different tokenizer from student.path "
-                f"{config.student.path}; token-level distillation needs one shared vocabulary"
-            )
-    return Models(student, teacher, tokenizer)
+def update_policy(config: TrainConfig, models: Models, objective: Objective, sequences: Sequences, signals: Batch,
+                  optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter]) -> dict:  # fmt: skip
+    """`optim.epochs` passes over the rollout, each in `optim.minibatches` optimizer steps of whole prompts
+    (shuffled when there are several), each accumulated over `optim.grad_accum` micro-batches.
 
-
-def make_sequences(config: TrainConfig, models: Models, problems: list[Problem]) -> Sequences:
-    """The sequence source: on-policy student samples, teacher samples (seq-KD) or the dataset's solutions."""
-    rollout = config.rollout
-    prompts = [p.prompt for p in problems]
-    if rollout.source == "dataset":
-        missing = [p.prompt for p in problems if p.solution is None]
-        if missing:
-            raise ValueError(f"rollout.source 'dataset' needs solutions; prompt {missing[0]!r} has none")
-        return encode_pairs(models.tokenizer, prompts, [p.solution for p in problems])
-    model = models.student if rollout.source == "student" else models.teacher
-    with autocast(config.precision, model.device):
-        return generate(model, models.tokenizer, prompts, rollout.group_size, rollout.temperature, rollout.max_new_tokens)
-
-
-def accumulate_gradients(config: TrainConfig, models: Models, objective: Objective, sequences: Sequences) -> dict:
-    """Score each micro-batch with the frozen models, run the objective and backpropagate; returns step metrics."""
-    num_tokens = sequences.completion_mask.sum().item()
-    chunk_size = config.objective.chunk_size
+    A minibatch's loss is normalised by its own completion-token count, so every optimizer step takes the token
+    mean of its minibatch; the importance ratios use pi_old recorded once before the first update.
+    Returns the step's metrics: token-weighted means over minibatches and epochs.
+    """
+    optim = config.optim
+    prompts = sequences.prompt_index.unique()
+    total_tokens = sequences.completion_mask.sum().item()
     totals: dict[str, float] = {}
-    for rows in torch.arange(len(sequences)).tensor_split(config.optim.grad_accum):
-        micro = sequences.select(rows)
-        args = (micro.input_ids, micro.attention_mask, micro.completion_mask)
-        if micro.completion_mask.sum() == 0:
-            continue
-        with autocast(config.precision, models.student.device):
-            batch_signals = {}
-            if objective.needs_old_logprobs:
-                models.student.eval()
-                batch_signals["old_logprobs"] = score_token_logprobs(models.student, *args, chunk_size=chunk_size)
-                models.student.train()
-            if objective.teacher_fidelity == "sampled":
-                batch_signals["teacher_logprobs"] = score_token_logprobs(models.teacher, *args, chunk_size=chunk_size)
-            elif objective.teacher_fidelity == "full":
-                with torch.no_grad():
-                    batch_signals["teacher_logits"] = completion_logits(models.teacher, *args)
-            batch = Batch(
-                target_ids=micro.target_ids,
-                sequence_index=micro.sequence_index,
-                policy_logits=completion_logits(models.student, *args),
-                num_tokens=num_tokens,
-                chunk_size=chunk_size,
-                **batch_signals,
-            )
-            loss, metrics = objective(batch)
-        loss.backward()
-        for name, value in metrics.items():
-            totals[name] = totals.get(name, 0.0) + value
-    totals["response_length"] = sequences.completion_lengths.float().mean().item()
+    grad_norms = []
+    for _ in range(optim.epochs):
+        order = prompts[torch.randperm(len(prompts))] if optim.epochs * optim.minibatches > 1 else prompts
+        for minibatch in order.tensor_split(optim.minibatches):
+            minibatch_tokens = sequences.completion_mask[prompt_rows(sequences, minibatch)].sum().item()
+            if minibatch_tokens == 0:
+                continue
+            for micro_prompts in minibatch.tensor_split(optim.grad_accum):
+                rows = prompt_rows(sequences, micro_prompts)
+                micro = sequences.select(rows)
+                if micro.completion_mask.sum() == 0:
+                    continue
+                with autocast(config.precision, models.student.device):
+                    policy_logits = completion_logits(models.student, micro.input_ids, micro.attention_mask,
+                                                      micro.completion_mask)  # fmt: skip
+                    batch = replace(signals.select(rows), num_tokens=minibatch_tokens, policy_logits=policy_logits)
+                    loss, metrics = objective(batch)
+                loss.backward()
+                weight = minibatch_tokens / total_tokens / optim.epochs
+                for name, value in metrics.items():
+                    totals[name] = totals.get(name, 0.0) + value * weight
+            grad_norms.append(torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf")).item())
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    totals["grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
     return totals
+
+
+def rollout_metrics(sequences: Sequences, signals: Batch, teacher_names: list[str]) -> dict:
+    """Response length, mean reward and, with several teachers, each teacher's share of the signals."""
+    metrics = {"response_length": sequences.completion_lengths.float().mean().item()}
+    if signals.rewards is not None:
+        metrics["reward"] = signals.rewards.float().mean().item()
+    if len(teacher_names) > 1:
+        for index, name in enumerate(teacher_names):
+            rows = signals.teacher_index == index
+            tokens = rows[signals.sequence_index]
+            if not rows.any():
+                continue
+            if signals.rewards is not None:
+                metrics[f"teacher/{name}/reward"] = signals.rewards[rows].float().mean().item()
+            if signals.teacher_logprobs is not None and tokens.any():
+                metrics[f"teacher/{name}/token_logprob"] = signals.teacher_logprobs[tokens].mean().item()
+                if signals.old_logprobs is not None:
+                    gap = signals.old_logprobs[tokens] - signals.teacher_logprobs[tokens]
+                    metrics[f"teacher/{name}/reverse_kl"] = gap.mean().item()
+    return metrics
+
+
+def check_before_loading(config: TrainConfig, task, objective: Objective) -> None:
+    """Problems that only show once data and tokenizer are known, raised before any model loads."""
+    vocab_size = len(load_tokenizer(config.student.path))
+    for leaf in config.objective.leaves():
+        if leaf.resolved_fidelity == "topk" and leaf.top_k > vocab_size:
+            raise ConfigError(f"objective.top_k: {leaf.top_k} is larger than the vocabulary ({vocab_size} tokens "
+                              f"of {config.student.path})")  # fmt: skip
+    if config.rollout.source == "speculative" and config.rollout.speculative_top_k > vocab_size:
+        raise ConfigError(f"rollout.speculative_top_k: {config.rollout.speculative_top_k} is larger than the "
+                          f"vocabulary ({vocab_size} tokens of {config.student.path})")  # fmt: skip
+    if "rewards" in objective.needs:
+        task.check_rewardable(f"objective.name: {config.objective.name} needs a verifiable reward")
+    if config.teachers:
+        names = [t.name for t in config.teachers]
+        for domain, where in task.domains().items():
+            if domain not in names:
+                raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
 
 
 def train(
@@ -151,7 +167,10 @@ def train(
     task = build_task(config.task)  # data problems surface before any model loads
     eval_problems = task.test_problems(config.eval.num_prompts)
     objective = build_objective(config.objective)
-    models = load_models(config, student_path=str(checkpoint / "model") if checkpoint else None)
+    check_before_loading(config, task, objective)
+    models = load_models(config, "reference_logprobs" in objective.needs,
+                         student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
+    single_teacher = models.teacher if len(models.teachers) == 1 else None
     student = models.student
     parameters = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -178,19 +197,20 @@ def train(
                         e.batch_size, config.precision)  # fmt: skip
 
     teacher_file = run_dir / "teacher_eval.json"
-    teacher_eval = None
-    if models.teacher is not None:
-        if checkpoint is not None and teacher_file.exists():
-            teacher_eval = json.loads(teacher_file.read_text())
-        else:
-            teacher_eval = run_eval(models.teacher)
-            teacher_file.write_text(json.dumps(teacher_eval, indent=2))
+    teacher_evals = {}
+    if checkpoint is not None and teacher_file.exists():
+        teacher_evals = json.loads(teacher_file.read_text())
+    elif models.teachers:
+        teacher_evals = {t.name: run_eval(t.model) for t in models.teachers}
+        teacher_file.write_text(json.dumps(teacher_evals, indent=2))
+    teacher_eval = next(iter(teacher_evals.values()), None)
     console.print(
         f"student {config.student.path}: {count_parameters(student, trainable_only=True):,} trainable parameters"
-        + (f" | teacher {config.teacher.path}: greedy accuracy {teacher_eval['eval/accuracy_greedy']:.3f}" if teacher_eval else "")
+        + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
+                  for t in models.teachers)  # fmt: skip
     )
     if start_step == 0:
-        log.log(0, run_eval(student, models.teacher))
+        log.log(0, run_eval(student, single_teacher))
 
     def save(step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(prompt_rng)}
@@ -207,19 +227,21 @@ def train(
         for step in range(start_step + 1, optim.steps + 1):
             started = time.perf_counter()
             problems = [task.sample_train(prompt_rng) for _ in range(config.rollout.prompts_per_step)]
-            sequences = make_sequences(config, models, problems)
-            metrics = accumulate_gradients(config, models, objective, sequences)
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf"))
+            sequences, metrics = sample_sequences(config, models, problems, prompt_rng)
+            signals = score_rollout(models, objective.needs, sequences, problems, task.reward,
+                                    top_k=max(leaf.top_k for leaf in config.objective.leaves()),
+                                    rows_per_pass=-(-len(sequences) // optim.grad_accum),
+                                    chunk_size=config.objective.chunk_size)  # fmt: skip
+            metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
             learning_rate = scheduler.get_last_lr()[0]
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters)
             scheduler.step()
             seconds = time.perf_counter() - started
             record = {f"train/{k}": v for k, v in metrics.items()}
-            record |= {"train/grad_norm": grad_norm.item(), "train/lr": learning_rate,
+            record |= {"train/lr": learning_rate,
                        "perf/tokens_per_second": sequences.completion_mask.sum().item() / seconds}  # fmt: skip
             if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
-                last_eval = run_eval(student, models.teacher)
+                last_eval = run_eval(student, single_teacher)
                 record |= last_eval
             log.log(step, record)
             if step == optim.steps or (config.checkpoint.every and step % config.checkpoint.every == 0):

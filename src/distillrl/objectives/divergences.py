@@ -1,7 +1,8 @@
-"""Full-vocabulary divergences between teacher and student at every visited position (off- or on-policy).
+"""Divergences between teacher and student distributions at every visited position (off- or on-policy).
 
-Each per-token function takes log-probabilities [n, V] of a chunk and returns [n]; the objectives run
-them through `ChunkedLogits.map`, so they work on any number of positions without an N x V tensor.
+Each per-token function takes log-probabilities [n, V] of a chunk (or [n, k + 1] top-k buckets) and returns
+[n]; the objectives run them through `ChunkedLogits.map`, so they work on any number of positions without
+an N x V tensor.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import Tensor
 
 from distillrl.batch import Batch
 from distillrl.scoring.logits import ChunkedLogits
+from distillrl.scoring.topk import gather_with_tail
 
 
 def kl(log_p: Tensor, log_q: Tensor) -> Tensor:
@@ -24,6 +26,11 @@ def kl(log_p: Tensor, log_q: Tensor) -> Tensor:
 def log_mixture(log_p: Tensor, log_q: Tensor, weight_p: float) -> Tensor:
     """log(w p + (1 - w) q), computed stably in log space (0 < w < 1)."""
     return torch.logaddexp(log_p + math.log(weight_p), log_q + math.log1p(-weight_p))
+
+
+def reverse_kl_per_token(student_lp: Tensor, teacher_lp: Tensor) -> Tensor:
+    """KL(pi_theta || pi_T) = sum_v pi_theta(v) [log pi_theta(v) - log pi_T(v)] (OPD, mode-seeking)."""
+    return kl(student_lp, teacher_lp)
 
 
 def forward_kl_per_token(student_lp: Tensor, teacher_lp: Tensor) -> Tensor:
@@ -55,31 +62,39 @@ def skew_kl_per_token(student_lp: Tensor, teacher_lp: Tensor, alpha: float, reve
 
 
 class Divergence:
-    """Minimise a full-vocabulary divergence D(pi_T, pi_theta) averaged over completion tokens.
+    """Minimise a divergence D(pi_T, pi_theta) of the teacher's and student's next-token distributions,
+    averaged over completion tokens, at fidelity `full` (whole vocabulary) or `topk` (the teacher's top-k
+    tokens plus a tail bucket, the student gathered at the same ids plus its own tail).
 
     `forward_kl` (Hinton KD) applies the temperature tau to both logits and scales the loss by tau^2;
-    `jsd` (GKD) uses beta; `skew_kl` (DistiLLM) uses alpha and `skew_reverse`.
+    `jsd` (GKD) uses beta; `skew_kl` (DistiLLM) uses alpha and `skew_reverse`; `reverse_kl` is OPD's exact KL.
     """
 
-    teacher_fidelity = "full"
-    needs_old_logprobs = False
-
-    def __init__(self, name: str, temperature: float = 1.0, beta: float = 0.5, alpha: float = 0.1,
-                 skew_reverse: bool = False):  # fmt: skip
-        self.name, self.temperature = name, temperature
+    def __init__(self, name: str, fidelity: str = "full", temperature: float = 1.0, beta: float = 0.5,
+                 alpha: float = 0.1, skew_reverse: bool = False):  # fmt: skip
+        self.name, self.fidelity, self.temperature = name, fidelity, temperature
+        self.needs = frozenset({"teacher_logits" if fidelity == "full" else "teacher_topk"})
         self.per_token = {
+            "reverse_kl": reverse_kl_per_token,
             "forward_kl": forward_kl_per_token,
             "jsd": lambda s, t: jsd_per_token(s, t, beta),
             "skew_kl": lambda s, t: skew_kl_per_token(s, t, alpha, skew_reverse),
         }[name]
 
-    def __call__(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        student, teacher = batch.policy_logits, batch.teacher_logits
-        scale = 1.0
-        if self.name == "forward_kl" and self.temperature != 1.0:
+    def per_position(self, batch: Batch) -> Tensor:
+        """D at every completion position: [N]."""
+        student = batch.policy_logits
+        if self.fidelity == "topk":
+            topk = lambda s, ids, t: self.per_token(gather_with_tail(s, ids), t)  # noqa: E731
+            return ChunkedLogits.map(topk, [student], [batch.teacher_topk_ids, batch.teacher_topk_logprobs],
+                                     chunk_size=batch.chunk_size)  # fmt: skip
+        teacher = batch.teacher_logits
+        if self.temperature != 1.0:
             student = replace(student, temperature=self.temperature)
             teacher = replace(teacher, temperature=self.temperature)
-            scale = self.temperature**2
-        per_token = ChunkedLogits.map(self.per_token, [student, teacher], chunk_size=batch.chunk_size)
-        loss = scale * per_token.sum() / batch.num_tokens
+        return ChunkedLogits.map(self.per_token, [student, teacher], chunk_size=batch.chunk_size)
+
+    def __call__(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        per_token = self.per_position(batch)
+        loss = self.temperature**2 * per_token.sum() / batch.num_tokens
         return loss, {"loss": loss.item(), self.name: per_token.sum().item() / batch.num_tokens}

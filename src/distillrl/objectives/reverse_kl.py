@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from distillrl.batch import Batch
-from distillrl.objectives.divergences import kl
+from distillrl.objectives.divergences import reverse_kl_per_token
 from distillrl.scoring.logits import ChunkedLogits
 
 
@@ -30,28 +30,16 @@ def full_reverse_kl(policy: ChunkedLogits, teacher: ChunkedLogits, chunk_size: i
 
     Computed over chunks of positions; no [N, V] tensor is materialised (see ChunkedLogits.map).
     """
-    return ChunkedLogits.map(kl, [policy, teacher], chunk_size=chunk_size)
+    return ChunkedLogits.map(reverse_kl_per_token, [policy, teacher], chunk_size=chunk_size)
 
 
-class ReverseKL:
-    """OPD: minimise the per-token reverse KL on the student's own samples.
+class SampledReverseKL:
+    """OPD with the sampled estimator (Tinker): importance-sampling loss with A_t = log pi_T(y_t) - log pi_old(y_t),
+    needing only the teacher's log-prob of each realised token. (`topk`/`full` fidelity: `Divergence`.)"""
 
-    estimator `sampled`: importance-sampling loss with A_t = log pi_T(y_t) - log pi_old(y_t) (needs only the
-    teacher's log-prob of each realised token); estimator `full`: the exact KL over the vocabulary.
-    """
-
-    def __init__(self, estimator: str = "sampled"):
-        self.estimator = estimator
-        self.teacher_fidelity = estimator  # what the trainer must score with the teacher
-        self.needs_old_logprobs = estimator == "sampled"
+    needs = frozenset({"old_logprobs", "teacher_logprobs"})
 
     def __call__(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        if self.estimator == "full":
-            kl = full_reverse_kl(batch.policy_logits, batch.teacher_logits, batch.chunk_size)
-            loss = kl.sum() / batch.num_tokens
-            return loss, {"loss": loss.item(), "reverse_kl": loss.item()}
-        policy_logprobs = batch.policy_logprobs()
         advantages = sampled_reverse_kl_advantages(batch.old_logprobs, batch.teacher_logprobs)
-        loss = importance_sampled_loss(policy_logprobs, batch.old_logprobs, advantages, batch.num_tokens)
-        kl_estimate = -advantages.sum().item() / batch.num_tokens
-        return loss, {"loss": loss.item(), "reverse_kl": kl_estimate}
+        loss = importance_sampled_loss(batch.policy_logprobs(), batch.old_logprobs, advantages, batch.num_tokens)
+        return loss, {"loss": loss.item(), "reverse_kl": -advantages.sum().item() / batch.num_tokens}

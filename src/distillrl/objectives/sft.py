@@ -15,8 +15,7 @@ def cross_entropy_loss(policy_logprobs: Tensor, num_tokens: float) -> Tensor:
 class SFT:
     """Cross-entropy on given sequences (dataset solutions or teacher samples)."""
 
-    teacher_fidelity = None
-    needs_old_logprobs = False
+    needs = frozenset()
 
     def __call__(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         loss = cross_entropy_loss(batch.policy_logprobs(), batch.num_tokens)

@@ -45,12 +45,3 @@ def completion_logits(
     hidden = outputs.last_hidden_state[:, :-1][target_positions(completion_mask)]  # [N, H]
     head = model.get_output_embeddings()
     return ChunkedLogits(hidden=hidden, weight=head.weight, bias=head.bias, temperature=temperature)
-
-
-@torch.no_grad()
-def score_token_logprobs(
-    model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor, chunk_size: int = 1024
-) -> Tensor:
-    """Frozen scoring: log pi(y_t | c_t) of every completion token, [N] (the `sampled` fidelity)."""
-    logits = completion_logits(model, input_ids, attention_mask, completion_mask)
-    return logits.token_logprobs(input_ids[:, 1:][target_positions(completion_mask)], chunk_size)

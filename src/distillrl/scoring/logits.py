@@ -32,6 +32,10 @@ class ChunkedLogits:
     def __len__(self) -> int:
         return self.hidden.shape[0]
 
+    @property
+    def vocab_size(self) -> int:
+        return self.hidden.shape[-1] if self.weight is None else self.weight.shape[0]
+
     def project(self, hidden_chunk: Tensor) -> Tensor:
         """Logits of a chunk of hidden states, in float32: [n, H] -> [n, V]."""
         logits = hidden_chunk if self.weight is None else hidden_chunk @ self.weight.T

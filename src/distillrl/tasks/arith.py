@@ -9,17 +9,14 @@ of its prompt falls in the test bucket, and each split only ever yields its own 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distillrl.tasks.base import Problem, exact_match_reward
+from distillrl.tasks.base import GeneratedTask, Problem
 
 OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
-TEST_BUCKETS = 5  # one prompt in five (by hash) is held out
-TEST_SEED = 20261125
 
 
 class ArithDifficulty(BaseModel):
@@ -70,13 +67,7 @@ def make_problem(rng: random.Random, difficulty: ArithDifficulty) -> Problem:
     return Problem(prompt=f"{root.text}=", answer=answer, solution=";".join(steps) + f";#{answer}", domain="arith")
 
 
-def is_test_prompt(prompt: str) -> bool:
-    """True when `prompt` belongs to the held-out split (a fixed hash bucket)."""
-    digest = hashlib.sha256(prompt.encode()).digest()
-    return digest[0] % TEST_BUCKETS == 0
-
-
-class ArithTask:
+class ArithTask(GeneratedTask):
     """Arithmetic with chain of thought; `reward` is the exact-match verifier on the final answer.
 
     `cot_fraction` < 1 makes that share of the *training* solutions answer-only (`#11`, no steps): the data
@@ -89,30 +80,11 @@ class ArithTask:
         self.difficulty = difficulty or ArithDifficulty()
         self.cot_fraction = cot_fraction
 
-    def _sample(self, rng: random.Random, test: bool) -> Problem:
-        while True:
-            problem = make_problem(rng, self.difficulty)
-            if is_test_prompt(problem.prompt) == test:
-                return problem
+    def make_problem(self, rng: random.Random) -> Problem:
+        return make_problem(rng, self.difficulty)
 
     def sample_train(self, rng: random.Random) -> Problem:
         problem = self._sample(rng, test=False)
         if self.cot_fraction < 1.0 and rng.random() >= self.cot_fraction:
             return Problem(problem.prompt, problem.answer, f"#{problem.answer}", problem.domain)
         return problem
-
-    def test_problems(self, n: int) -> list[Problem]:
-        rng, seen, problems = random.Random(TEST_SEED), set(), []
-        for _ in range(200 * n + 1000):
-            problem = self._sample(rng, test=True)
-            if problem.prompt not in seen:
-                seen.add(problem.prompt)
-                problems.append(problem)
-                if len(problems) == n:
-                    return problems
-        raise ValueError(
-            f"task.difficulty is too small to hold {n} distinct held-out problems (found {len(problems)}); "
-            "raise max_ops or max_operand, or lower eval.num_prompts"
-        )
-
-    reward = staticmethod(exact_match_reward)

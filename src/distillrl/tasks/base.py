@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ def exact_match_reward(problem: Problem, completion: str) -> float:
 class Task(Protocol):
     name: str
 
+    def domains(self) -> dict[str | None, str]:
+        """Each domain its prompts carry, with where it first appears (for routing errors)."""
+
+    def check_rewardable(self, why: str) -> None:
+        """Raise (naming the file and line) when a training problem has no answer to verify; `why` says who asks."""
+
     def sample_train(self, rng: random.Random) -> Problem:
         """Draw one training problem using `rng` (whose state the trainer checkpoints)."""
 
@@ -44,3 +51,56 @@ class Task(Protocol):
 
     def reward(self, problem: Problem, completion: str) -> float:
         """Verifier: 1.0 for a correct completion, 0.0 otherwise."""
+
+
+TEST_BUCKETS = 5  # one prompt in five (by hash) is held out
+TEST_SEED = 20261125
+
+
+def is_test_prompt(prompt: str) -> bool:
+    """True when `prompt` belongs to the held-out split (a fixed hash bucket)."""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    return digest[0] % TEST_BUCKETS == 0
+
+
+class GeneratedTask:
+    """A task whose problems are drawn from a generator; train and test are disjoint by a hash of the prompt.
+
+    Subclasses set `name` and implement `make_problem(rng)`; every problem has an answer (always rewardable).
+    """
+
+    name = "generated"
+
+    def make_problem(self, rng: random.Random) -> Problem:
+        raise NotImplementedError
+
+    def _sample(self, rng: random.Random, test: bool) -> Problem:
+        while True:
+            problem = self.make_problem(rng)
+            if is_test_prompt(problem.prompt) == test:
+                return problem
+
+    def sample_train(self, rng: random.Random) -> Problem:
+        return self._sample(rng, test=False)
+
+    def test_problems(self, n: int) -> list[Problem]:
+        rng, seen, problems = random.Random(TEST_SEED), set(), []
+        for _ in range(200 * n + 1000):
+            problem = self._sample(rng, test=True)
+            if problem.prompt not in seen:
+                seen.add(problem.prompt)
+                problems.append(problem)
+                if len(problems) == n:
+                    return problems
+        raise ValueError(
+            f"task: the {self.name} difficulty is too small to hold {n} distinct held-out problems (found "
+            f"{len(problems)}); make it harder, or lower eval.num_prompts"
+        )
+
+    def domains(self) -> dict[str | None, str]:
+        return {self.name: f"task.name {self.name!r}"}
+
+    def check_rewardable(self, why: str) -> None:
+        return None
+
+    reward = staticmethod(exact_match_reward)

@@ -47,8 +47,9 @@ def _check_jsonl(path: Path) -> None:
             _problem_from_row(row, f"{path}:{line_number}")
 
 
-def load_problems(path: str | Path) -> list[Problem]:
-    """Load and verify every row of a `.jsonl`/`.json` or `.parquet` prompt file."""
+def load_problems(path: str | Path) -> tuple[list[Problem], list[str]]:
+    """Load and verify every row of a `.jsonl`/`.json` or `.parquet` prompt file: the problems and where each
+    one is (`file:line` or `file: row i`)."""
     import datasets
 
     path = Path(path)
@@ -69,7 +70,7 @@ def load_problems(path: str | Path) -> list[Problem]:
     problems = [_problem_from_row(row, where(i)) for i, row in enumerate(dataset)]
     if not problems:
         raise DatasetError(f"{path}: no rows")
-    return problems
+    return problems, [where(i) for i in range(len(problems))]
 
 
 class PromptsTask:
@@ -78,8 +79,8 @@ class PromptsTask:
     name = "prompts"
 
     def __init__(self, train_path: str, test_path: str | None = None):
-        self.train = load_problems(train_path)
-        self.test = load_problems(test_path) if test_path else None
+        self.train, self.train_where = load_problems(train_path)
+        self.test, self.test_where = load_problems(test_path) if test_path else (None, [])
 
     def sample_train(self, rng: random.Random) -> Problem:
         return rng.choice(self.train)
@@ -88,5 +89,16 @@ class PromptsTask:
         if self.test is None:
             raise DatasetError("task.test_path: needed for evaluation of a prompts task")
         return self.test[:n]
+
+    def domains(self) -> dict[str | None, str]:
+        first: dict[str | None, str] = {}
+        for problem, where in zip(self.train + (self.test or []), self.train_where + self.test_where):
+            first.setdefault(problem.domain, where)
+        return first
+
+    def check_rewardable(self, why: str) -> None:
+        missing = next((w for p, w in zip(self.train, self.train_where) if p.answer is None), None)
+        if missing is not None:
+            raise DatasetError(f"{missing}: {why}, but this row has no `answer`")
 
     reward = staticmethod(exact_match_reward)

@@ -1,0 +1,49 @@
+"""Sequence sources: where a step's token sequences come from (the first choice of the loop)."""
+
+from __future__ import annotations
+
+import random
+
+from distillrl.evaluate import autocast
+from distillrl.models.roles import Models
+from distillrl.rollout.hf_generate import generate
+from distillrl.rollout.sequences import Sequences, encode_pairs
+from distillrl.rollout.speculative import speculative_generate
+from distillrl.tasks import Problem
+
+
+def dataset_sequences(models: Models, problems: list[Problem]) -> Sequences:
+    """The problems' given solutions as sequences (SFT data, GKD's off-policy half)."""
+    missing = next((p.prompt for p in problems if p.solution is None), None)
+    if missing is not None:
+        raise ValueError(f"rollout.source: the dataset has no solution for prompt {missing!r}")
+    return encode_pairs(models.tokenizer, [p.prompt for p in problems], [p.solution for p in problems])
+
+
+def sample_sequences(config, models: Models, problems: list[Problem], rng: random.Random) -> tuple[Sequences, dict]:
+    """The step's sequences from `rollout.source`, and metrics about them (on-policy share, SKD acceptance).
+
+    student: G samples of pi_theta per prompt; teacher: G teacher samples (seq-KD); dataset: the solutions;
+    mixed (GKD): with probability lmbda student samples, else teacher samples (seq_kd) or the dataset;
+    speculative (SKD): student proposals kept inside the teacher's top-K, teacher samples elsewhere.
+    """
+    rollout = config.rollout
+    prompts = [p.prompt for p in problems]
+    source = rollout.source
+    metrics = {}
+    if source == "mixed":
+        on_policy = rng.random() < rollout.lmbda
+        source = "student" if on_policy else ("teacher" if rollout.seq_kd else "dataset")
+        metrics["on_policy"] = float(on_policy)
+    if source == "dataset":
+        return dataset_sequences(models, problems), metrics
+    with autocast(config.precision, models.student.device):
+        if source == "speculative":
+            sequences, acceptance = speculative_generate(
+                models.student, models.teacher, models.tokenizer, prompts, rollout.group_size, rollout.temperature,
+                rollout.max_new_tokens, rollout.speculative_top_k,
+            )  # fmt: skip
+            return sequences, metrics | {"speculative_acceptance": acceptance}
+        model = models.student if source == "student" else models.teacher
+        sequences = generate(model, models.tokenizer, prompts, rollout.group_size, rollout.temperature, rollout.max_new_tokens)
+    return sequences, metrics

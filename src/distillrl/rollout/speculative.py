@@ -1,0 +1,73 @@
+"""Speculative KD's sequence source (SKD, Xu et al. 2025): the student proposes, the teacher vets.
+
+At each position the student samples a token; if it is not among the teacher's top-K tokens there, the
+teacher's own sample replaces it. The result interleaves student and teacher tokens: on-policy where the
+student is good enough, teacher-guided where it is not. Both models decode with their KV caches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
+from distillrl.scoring.forward import position_ids_from_mask
+
+
+def sample_token(logits: Tensor, temperature: float) -> Tensor:
+    """One token per row from softmax(logits / temperature); greedy at temperature 0."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(-1)
+
+
+def speculative_choice(proposal: Tensor, teacher_logits: Tensor, teacher_sample: Tensor, top_k: int) -> Tensor:
+    """y = proposal if proposal is in top_K(pi_T(. | c)), else the teacher's sample: [B]."""
+    accepted = (teacher_logits.topk(top_k, dim=-1).indices == proposal[:, None]).any(-1)
+    return torch.where(accepted, proposal, teacher_sample)
+
+
+@torch.no_grad()
+def speculative_generate(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    top_k: int = 25,
+) -> tuple[Sequences, float]:
+    """Interleaved completions (rows grouped by prompt) and the share of student proposals the teacher kept."""
+    repeated = [p for p in prompts for _ in range(num_samples)]
+    prompt_index = torch.arange(len(prompts), device=student.device).repeat_interleave(num_samples)
+    prompt_ids, prompt_mask = (t.to(student.device) for t in encode_prompts(tokenizer, repeated))
+    was_training = student.training
+    student.eval()
+    inputs, mask = prompt_ids, prompt_mask
+    positions = position_ids_from_mask(mask)
+    caches: dict[str, object] = {"student": None, "teacher": None}
+    finished = torch.zeros(len(repeated), dtype=torch.bool, device=student.device)
+    tokens, kept, proposed = [], 0, 0
+    for _ in range(max_new_tokens):
+        last = {}
+        for role, model in (("student", student), ("teacher", teacher)):
+            out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, cache=caches[role],
+                        use_cache=True, logits_to_keep=1)  # fmt: skip
+            caches[role], last[role] = out.cache, out.logits[:, -1].float()
+        proposal = sample_token(last["student"], temperature)
+        token = speculative_choice(proposal, last["teacher"], sample_token(last["teacher"], temperature), top_k)
+        kept += ((token == proposal) & ~finished).sum().item()
+        proposed += (~finished).sum().item()
+        token = torch.where(finished, tokenizer.pad_token_id, token)
+        tokens.append(token)
+        finished |= token == tokenizer.eos_token_id
+        if finished.all():
+            break
+        inputs = token[:, None]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        positions = positions[:, -1:] + 1
+    student.train(was_training)
+    sequences = join_prompts_and_completions(tokenizer, prompt_ids, prompt_mask, torch.stack(tokens, dim=1), prompt_index)
+    return sequences, kept / max(proposed, 1)

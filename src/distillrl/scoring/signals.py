@@ -1,0 +1,113 @@
+"""Scoring a rollout: every per-token and per-sequence signal the objective needs, in one frozen pass per model.
+
+Rows are routed to teachers by their prompt's `domain` (one teacher: every row). Each model scores its rows in
+micro-batches of at most `rows_per_pass` sequences; the results are scattered back into the rollout's flat
+token order, so the returned Batch covers the whole rollout (without `policy_logits`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from distillrl.batch import Batch
+from distillrl.models.roles import FrozenScorer, Models
+from distillrl.rollout.sequences import Sequences
+from distillrl.scoring.logits import ChunkedLogits
+from distillrl.scoring.topk import topk_with_tail
+from distillrl.tasks import Problem
+
+
+class RoutingError(ValueError):
+    """A prompt whose domain names no teacher."""
+
+
+def route_to_teachers(problems: list[Problem], teacher_names: list[str]) -> Tensor:
+    """Index of each problem's teacher: the one named by its `domain`; with a single teacher, always 0."""
+    if len(teacher_names) <= 1:
+        return torch.zeros(len(problems), dtype=torch.long)
+    index = {name: i for i, name in enumerate(teacher_names)}
+    missing = next((p for p in problems if p.domain not in index), None)
+    if missing is not None:
+        raise RoutingError(
+            f"teachers: prompt {missing.prompt!r} has domain {missing.domain!r}, which names no teacher "
+            f"(teachers: {', '.join(teacher_names)})"
+        )
+    return torch.tensor([index[p.domain] for p in problems], dtype=torch.long)
+
+
+def _row_chunks(rows: Tensor, rows_per_pass: int) -> list[Tensor]:
+    return [chunk for chunk in rows.split(rows_per_pass) if len(chunk)]
+
+
+def _token_mask(sequences: Sequences, rows: Tensor) -> Tensor:
+    return torch.isin(sequences.sequence_index, rows)
+
+
+def score_rows(scorer: FrozenScorer, sequences: Sequences, rows: Tensor, rows_per_pass: int) -> list[tuple[Tensor, ChunkedLogits]]:
+    """(token mask, ChunkedLogits) for each micro-batch of `rows` scored by one frozen model."""
+    out = []
+    for chunk in _row_chunks(rows, rows_per_pass):
+        micro = sequences.select(chunk)
+        logits = scorer.logits(micro.input_ids, micro.attention_mask, micro.completion_mask)
+        out.append((_token_mask(sequences, chunk), logits))
+    return out
+
+
+def score_rollout(
+    models: Models,
+    needs: frozenset[str],
+    sequences: Sequences,
+    problems: list[Problem],
+    reward_fn,
+    top_k: int = 20,
+    rows_per_pass: int = 64,
+    chunk_size: int = 1024,
+) -> Batch:
+    """The Batch of a whole rollout: target ids, the signals in `needs`, rewards and routing."""
+    target_ids = sequences.target_ids
+    num_tokens = len(target_ids)
+    teacher_of_prompt = route_to_teachers(problems, [t.name for t in models.teachers])
+    teacher_index = teacher_of_prompt[sequences.prompt_index]
+    batch = Batch(target_ids=target_ids, sequence_index=sequences.sequence_index, num_tokens=num_tokens,
+                  group_index=sequences.prompt_index, teacher_index=teacher_index, chunk_size=chunk_size)  # fmt: skip
+    all_rows = torch.arange(len(sequences))
+
+    def token_logprobs(scorer: FrozenScorer, rows: Tensor, into: Tensor) -> None:
+        for mask, logits in score_rows(scorer, sequences, rows, rows_per_pass):
+            with torch.no_grad():
+                into[mask] = logits.token_logprobs(target_ids[mask], chunk_size)
+
+    if "old_logprobs" in needs:
+        batch.old_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
+        token_logprobs(FrozenScorer(models.student), all_rows, batch.old_logprobs)
+    teacher_signals = needs & {"teacher_logprobs", "teacher_topk", "teacher_logits"}
+    if teacher_signals:
+        batch.teacher_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
+        if "teacher_topk" in needs:
+            batch.teacher_topk_ids = target_ids.new_zeros(num_tokens, top_k)
+            batch.teacher_topk_logprobs = target_ids.new_zeros(num_tokens, top_k + 1, dtype=torch.float32)
+        hidden_parts = []
+        for index, teacher in enumerate(models.teachers):
+            rows = all_rows[teacher_index == index]
+            for mask, logits in score_rows(FrozenScorer(teacher.model), sequences, rows, rows_per_pass):
+                with torch.no_grad():
+                    batch.teacher_logprobs[mask] = logits.token_logprobs(target_ids[mask], chunk_size)
+                if "teacher_topk" in needs:
+                    batch.teacher_topk_ids[mask], batch.teacher_topk_logprobs[mask] = topk_with_tail(logits, top_k, chunk_size)
+                if "teacher_logits" in needs:  # one teacher (checked in the config): rows in order
+                    hidden_parts.append(logits)
+        if hidden_parts:
+            first = hidden_parts[0]
+            hidden = torch.cat([part.hidden for part in hidden_parts])
+            batch.teacher_logits = ChunkedLogits(hidden, first.weight, first.bias, first.temperature)
+    if "reference_logprobs" in needs:
+        batch.reference_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
+        references = [t.reference for t in models.teachers] or [models.reference]
+        for index, reference in enumerate(references):
+            token_logprobs(reference, all_rows[teacher_index == index] if models.teachers else all_rows,
+                           batch.reference_logprobs)  # fmt: skip
+    if "rewards" in needs or all(p.answer is not None for p in problems):
+        rewards = [reward_fn(problems[i], text) for i, text in zip(sequences.prompt_index.tolist(), sequences.completions)]
+        batch.rewards = torch.tensor(rewards, device=target_ids.device)
+    return batch

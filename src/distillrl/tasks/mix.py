@@ -1,0 +1,32 @@
+"""Several generated domains in one task: each training prompt comes from a domain chosen uniformly."""
+
+from __future__ import annotations
+
+import random
+
+from distillrl.tasks.base import GeneratedTask, Problem, exact_match_reward
+
+
+class MixTask:
+    """Draws each training problem from one of `tasks` (uniformly); the held-out set alternates domains."""
+
+    name = "mix"
+
+    def __init__(self, tasks: list[GeneratedTask]):
+        self.tasks = tasks
+
+    def sample_train(self, rng: random.Random) -> Problem:
+        return rng.choice(self.tasks).sample_train(rng)
+
+    def test_problems(self, n: int) -> list[Problem]:
+        shares = [len(range(i, n, len(self.tasks))) for i in range(len(self.tasks))]
+        per_task = [task.test_problems(share) for task, share in zip(self.tasks, shares)]
+        return [per_task[i % len(self.tasks)][i // len(self.tasks)] for i in range(n)]
+
+    def domains(self) -> dict[str | None, str]:
+        return {task.name: f"task.name 'mix' (domain of task {task.name!r})" for task in self.tasks}
+
+    def check_rewardable(self, why: str) -> None:
+        return None
+
+    reward = staticmethod(exact_match_reward)
