@@ -50,8 +50,9 @@ def evaluate(
     batch_size: int = 256,
     precision: str = "fp32",
 ) -> dict[str, float]:
-    """eval/accuracy_greedy, eval/accuracy_sampled (at `temperature`), eval/response_length (sampled, tokens)
-    and, with a teacher, eval/reverse_kl (nats per token on the sampled completions)."""
+    """eval/accuracy_greedy, eval/accuracy_sampled (at `temperature`), eval/response_length (sampled, tokens),
+    eval/accuracy_greedy/DOMAIN when the problems span several domains and, with a teacher, eval/reverse_kl
+    (nats per token on the sampled completions)."""
     prompts = [p.prompt for p in problems]
     with autocast(precision, model.device):
         greedy = generate(model, tokenizer, prompts, 1, 0.0, max_new_tokens, batch_size)
@@ -63,6 +64,13 @@ def evaluate(
             "eval/accuracy_sampled": accuracy(task, problems, sampled.completions),
             "eval/response_length": sampled.completion_lengths.float().mean().item(),
         }
+        domains = sorted({p.domain for p in problems if p.domain is not None})
+        if len(domains) > 1:  # several domains (multi-teacher): greedy accuracy on each
+            for domain in domains:
+                rows = [i for i, p in enumerate(problems) if p.domain == domain]
+                metrics[f"eval/accuracy_greedy/{domain}"] = accuracy(
+                    task, [problems[i] for i in rows], [greedy.completions[i] for i in rows]
+                )
         if teacher is not None:
             metrics["eval/reverse_kl"] = mean_reverse_kl(model, teacher, sampled, batch_size)
     return metrics

@@ -1,10 +1,15 @@
 """The built-in model zoo: tiny Llama-architecture causal LMs trained from scratch on the CPU.
 
-`build_zoo` initialises each model from a transformers `LlamaConfig` with a fixed seed and trains it with
-the project's own loop and `sft` objective on `arith` solutions, stage by stage. The recipes below are the
-whole story. The student is a 5x smaller network that learns to solve step by step and is then tuned to
-answer without showing its steps, like a non-thinking model: it starts far below the teacher, and
-on-policy distillation has to bring the teacher's step-by-step behaviour (and accuracy) back.
+`build_zoo` initialises each model from a transformers `LlamaConfig` with a fixed seed (or starts from another
+zoo model) and trains it with the project's own loop, stage by stage: `sft` on task solutions, or `grpo` on the
+task's verifiable reward. The recipes below are the whole story:
+
+- `teacher-base` (4 x 128) learns arith with chain of thought by SFT; `teacher` is teacher-base after GRPO, so
+  G-OPD's reward correction has a real pre-RL base.
+- `student-base` (3 x 64, 5x smaller) learns to solve step by step and is then tuned to answer without showing
+  its steps, like a non-thinking model: on-policy distillation has to bring the teacher's behaviour back.
+- `domain-base` (3 x 96) learns both domains (arith and lists) by SFT; `teacher-arith` and `teacher-lists` are
+  it after GRPO on one domain each: two same-size domain experts from one base, for multi-teacher fusion.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from distillrl.models.tokenizer import build_char_tokenizer
 
 
 @dataclass(frozen=True)
-class SFTStage:
-    """One supervised stage of a zoo recipe, on `arith` solutions."""
+class Stage:
+    """One training stage of a zoo recipe."""
 
     steps: int
     lr: float
-    cot_fraction: float = 1.0  # share of solutions that show their steps; the rest are answer-only
+    objective: str = "sft"  # sft on the task's solutions, or grpo on its verifiable reward
+    task: str = "arith"  # arith, lists or mix
+    cot_fraction: float = 1.0  # sft on arith: share of solutions that show their steps; the rest answer only
     warmup_steps: int = 50
     schedule: str = "cosine"
 
@@ -36,27 +43,44 @@ class SFTStage:
 @dataclass(frozen=True)
 class ZooModel:
     name: str
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    seed: int
     description: str
-    stages: tuple[SFTStage, ...]
+    stages: tuple[Stage, ...]
+    seed: int
+    hidden_size: int = 0  # shape of a freshly initialised model (unused with init_from)
+    num_layers: int = 0
+    num_heads: int = 4
+    intermediate_size: int = 0
+    init_from: str | None = None  # start from this zoo model's weights instead of a fresh initialisation
 
 
+GRPO_STAGE = dict(objective="grpo", warmup_steps=5, schedule="constant")
 ZOO = {
+    "teacher-base": ZooModel(
+        "teacher-base", "4 layers x 128: SFT on arith solutions (chain of thought)",
+        stages=(Stage(steps=1000, lr=2e-3),), seed=1, hidden_size=128, num_layers=4, intermediate_size=384,
+    ),
     "teacher": ZooModel(
-        "teacher", 128, 4, 4, 384, seed=1,
-        description="4 layers x 128: SFT on arith solutions (chain of thought)",
-        stages=(SFTStage(steps=1000, lr=2e-3),),
+        "teacher", "teacher-base after GRPO on the arith verifier",
+        stages=(Stage(steps=120, lr=3e-5, **GRPO_STAGE),), seed=1, init_from="teacher-base",
     ),
     "student-base": ZooModel(
-        "student-base", 64, 3, 4, 192, seed=2,
-        description="3 layers x 64: SFT with chain of thought, then tuned to answer without steps "
+        "student-base", "3 layers x 64: SFT with chain of thought, then tuned to answer without steps "
         "(a non-thinking student)",
-        stages=(SFTStage(steps=1400, lr=2e-3), SFTStage(steps=150, lr=5e-4, cot_fraction=0.0, warmup_steps=10,
-                                                          schedule="constant")),
+        stages=(Stage(steps=1400, lr=2e-3), Stage(steps=150, lr=5e-4, cot_fraction=0.0, warmup_steps=10,
+                                                  schedule="constant")),
+        seed=2, hidden_size=64, num_layers=3, intermediate_size=192,
+    ),
+    "domain-base": ZooModel(
+        "domain-base", "3 layers x 96: SFT on arith and lists (the shared base of the domain teachers)",
+        stages=(Stage(steps=600, lr=2e-3, task="mix"),), seed=3, hidden_size=96, num_layers=3, intermediate_size=288,
+    ),
+    "teacher-arith": ZooModel(
+        "teacher-arith", "domain-base after GRPO on arith",
+        stages=(Stage(steps=150, lr=5e-5, task="arith", **GRPO_STAGE),), seed=4, init_from="domain-base",
+    ),
+    "teacher-lists": ZooModel(
+        "teacher-lists", "domain-base after GRPO on lists",
+        stages=(Stage(steps=150, lr=5e-5, task="lists", **GRPO_STAGE),), seed=5, init_from="domain-base",
     ),
 }  # fmt: skip
 
@@ -80,16 +104,20 @@ def init_model(spec: ZooModel, vocab_size: int, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def sft_config(spec: ZooModel, stage: SFTStage, init_path: Path, output_dir: Path) -> TrainConfig:
-    """The SFT run of one stage of a zoo recipe."""
+def stage_config(spec: ZooModel, stage: Stage, init_path: Path, output_dir: Path) -> TrainConfig:
+    """The training run of one stage of a zoo recipe: SFT on solutions, or GRPO (8 samples per prompt)."""
+    if stage.objective == "sft":
+        rollout = {"source": "dataset", "prompts_per_step": 64}
+    else:
+        rollout = {"source": "student", "prompts_per_step": 32, "group_size": 8, "max_new_tokens": 48}
     data = {
         "seed": spec.seed,
         "output_dir": str(output_dir),
         "student": {"path": str(init_path)},
         "teacher": None,
-        "task": {"name": "arith", "cot_fraction": stage.cot_fraction},
-        "rollout": {"source": "dataset", "prompts_per_step": 64},
-        "objective": {"name": "sft"},
+        "task": {"name": stage.task, "cot_fraction": stage.cot_fraction},
+        "rollout": rollout,
+        "objective": {"name": stage.objective},
         "optim": {"steps": stage.steps, "lr": stage.lr, "warmup_steps": stage.warmup_steps,
                   "schedule": stage.schedule, "min_lr_ratio": 0.05, "weight_decay": 0.01},
         "eval": {"every": max(stage.steps // 5, 1), "num_prompts": 200},
@@ -100,7 +128,8 @@ def sft_config(spec: ZooModel, stage: SFTStage, init_path: Path, output_dir: Pat
 
 
 def build_zoo(out_dir: str | Path = ZOO_DIR, names: list[str] | None = None, work_dir: str | Path | None = None) -> dict:
-    """Train the zoo models and save them (HF layout, safetensors, with the tokenizer) under out_dir/NAME."""
+    """Train the zoo models (in ZOO order, so a base is built before the models that start from it) and save
+    them (HF layout, safetensors, with the tokenizer) under out_dir/NAME."""
     from distillrl.trainer import train
 
     out_dir = Path(out_dir)
@@ -108,13 +137,18 @@ def build_zoo(out_dir: str | Path = ZOO_DIR, names: list[str] | None = None, wor
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(work_dir) if work_dir else Path(scratch)
-        for name in names or list(ZOO):
+        for name in [n for n in ZOO if names is None or n in names]:
             spec = ZOO[name]
-            model_path = work / f"{name}-init"
-            init_model(spec, len(tokenizer), tokenizer).save_pretrained(model_path)
-            tokenizer.save_pretrained(model_path)
+            if spec.init_from is not None:
+                model_path = out_dir / spec.init_from
+                if not (model_path / "config.json").exists():
+                    raise FileNotFoundError(f"{name} starts from {spec.init_from}, which is not built in {out_dir}")
+            else:
+                model_path = work / f"{name}-init"
+                init_model(spec, len(tokenizer), tokenizer).save_pretrained(model_path)
+                tokenizer.save_pretrained(model_path)
             for index, stage in enumerate(spec.stages):
-                summary = train(sft_config(spec, stage, model_path, work / f"{name}-stage{index}"))
+                summary = train(stage_config(spec, stage, model_path, work / f"{name}-stage{index}"))
                 model_path = Path(summary["run_dir"]) / "checkpoints" / f"step_{stage.steps:06d}" / "model"
             target = out_dir / name
             if target.exists():

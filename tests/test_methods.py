@@ -1,0 +1,135 @@
+"""Every method as a config switch: each recipe runs through the CLI; sources, routing and early errors."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from distillrl.cli import app
+from distillrl.config import load_config
+from distillrl.models.loading import load_causal_lm, load_tokenizer
+from distillrl.models.roles import load_models
+from distillrl.report.metrics import read_metrics
+from distillrl.rollout.hf_generate import generate
+from distillrl.rollout.sources import sample_sequences
+from distillrl.rollout.speculative import speculative_choice, speculative_generate
+from distillrl.scoring.signals import RoutingError, route_to_teachers, score_rollout
+from distillrl.tasks import Problem, build_task
+from distillrl.trainer import train
+
+RECIPES = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml"))
+SMALL = ["optim.steps=2", "rollout.prompts_per_step=4", "rollout.max_new_tokens=24", "eval.every=0",
+         "eval.num_prompts=8", "eval.max_new_tokens=24", "checkpoint.every=0", "tensorboard=false"]  # fmt: skip
+SIGNATURE_METRIC = {  # what shows that the recipe ran its own method
+    "gkd": "train/on_policy", "skd": "train/speculative_acceptance", "multi_teacher_exopd": "train/teacher/lists/reward",
+    "grpo": "train/clip_fraction", "rlad": "train/clip_fraction", "kdrl": "train/grpo/loss",
+    "exopd": "train/gopd_reward", "exopd_reward_correction": "train/gopd_reward", "opd": "train/reverse_kl",
+    "opd_full": "train/reverse_kl", "forward_kl": "train/forward_kl", "skew_kl": "train/skew_kl", "sft": "train/loss",
+}  # fmt: skip
+
+
+def test_every_method_has_a_recipe():
+    assert {r.stem for r in RECIPES} == set(SIGNATURE_METRIC)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_every_recipe_runs_a_few_steps_through_the_cli(recipe, tmp_path):
+    out = tmp_path / recipe.stem
+    overrides = [item for setting in [*SMALL, f"output_dir={out}"] for item in ("--set", setting)]
+    result = CliRunner().invoke(app, ["train", str(recipe), *overrides])
+    assert result.exit_code == 0, result.output
+    records = read_metrics(out)
+    assert [r["step"] for r in records] == [0, 1, 2]
+    assert all(torch.isfinite(torch.tensor(r["train/loss"])) for r in records[1:])
+    assert SIGNATURE_METRIC[recipe.stem] in records[-1]
+    assert (out / "checkpoints" / "step_000002" / "model").exists()
+
+
+def test_speculative_choice_keeps_proposals_inside_the_teacher_top_k():
+    teacher_logits = torch.tensor([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    proposal, teacher_sample = torch.tensor([1, 1]), torch.tensor([0, 3])
+    assert speculative_choice(proposal, teacher_logits, teacher_sample, top_k=2).tolist() == [1, 3]
+    assert speculative_choice(proposal, teacher_logits, teacher_sample, top_k=3).tolist() == [1, 1]
+
+
+def test_speculative_generation_with_top_1_greedy_is_the_teachers_greedy_decoding():
+    student, teacher = load_causal_lm("zoo:student-base"), load_causal_lm("zoo:teacher")
+    tokenizer = load_tokenizer("zoo:teacher")
+    prompts = ["3+4*2=", "(7-2)*3=", "9*9-1="]
+    interleaved, acceptance = speculative_generate(student, teacher, tokenizer, prompts, 1, 0.0, 30, top_k=1)
+    reference = generate(teacher, tokenizer, prompts, 1, 0.0, 30)
+    assert interleaved.completions == reference.completions
+    assert 0.0 < acceptance < 1.0  # the non-thinking student agrees with the teacher only sometimes
+    _, everything = speculative_generate(student, teacher, tokenizer, prompts, 2, 1.0, 30, top_k=len(tokenizer))
+    assert everything == 1.0  # top-K = the vocabulary: every proposal is kept (pure on-policy)
+
+
+def test_mixed_source_is_on_policy_with_probability_lmbda(tiny_config):
+    config = tiny_config(rollout={"source": "mixed", "lmbda": 0.5}, objective={"name": "jsd"})
+    models = load_models(config, needs_reference=False)
+    problems = [build_task(config.task).sample_train(random.Random(0)) for _ in range(3)]
+    rng = random.Random(0)
+    draws = []
+    for _ in range(40):
+        sequences, metrics = sample_sequences(config, models, problems, rng)
+        solutions = [p.solution for p in problems]
+        assert (sequences.completions == solutions) == (metrics["on_policy"] == 0.0)
+        assert len(sequences) == (3 * config.rollout.group_size if metrics["on_policy"] else 3)
+        draws.append(metrics["on_policy"])
+    assert 0.3 < sum(draws) / len(draws) < 0.7
+
+
+def test_rows_are_routed_to_the_teacher_their_domain_names(tiny_config):
+    config = tiny_config(teacher=None, teachers=[{"name": "arith", "path": "zoo:teacher"},
+                                                 {"name": "lists", "path": "zoo:student-base"}],
+                         task={"name": "mix"}, objective={"name": "gopd"})  # fmt: skip
+    models = load_models(config, needs_reference=True)
+    task = build_task(config.task)
+    problems = [task.sample_train(random.Random(s)) for s in range(6)]
+    assert {p.domain for p in problems} == {"arith", "lists"}
+    torch.manual_seed(0)
+    sequences, _ = sample_sequences(config, models, problems, random.Random(0))
+    batch = score_rollout(models, frozenset({"teacher_logprobs", "reference_logprobs"}), sequences, problems, task.reward)
+    for index, model in enumerate([models.teachers[0].model, models.teachers[1].model]):
+        rows = (batch.teacher_index == index).nonzero().squeeze(-1)
+        assert len(rows) and all(problems[sequences.prompt_index[r]].domain == ["arith", "lists"][index] for r in rows)
+        alone = score_rollout(models.__class__(models.student, [models.teachers[index]], models.tokenizer, None),
+                              frozenset({"teacher_logprobs"}), sequences.select(rows),
+                              [problems[i] for i in range(len(problems))], task.reward)  # fmt: skip
+        torch.testing.assert_close(batch.select(rows).teacher_logprobs, alone.teacher_logprobs)
+    with pytest.raises(RoutingError, match="domain 'code', which names no teacher"):
+        route_to_teachers([Problem("x", domain="code")], ["arith", "lists"])
+
+
+def write_prompts(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the error")
+
+    monkeypatch.setattr("distillrl.trainer.load_models", refuse)
+
+
+def test_impossible_runs_fail_before_any_model_loads(tmp_path, no_model_loading):
+    with pytest.raises(ValueError, match=r"objective.top_k: 100 is larger than the vocabulary \(62 tokens"):
+        train(load_config(None, ["objective.fidelity=topk", "objective.top_k=100", f"output_dir={tmp_path}"]))
+    with pytest.raises(ValueError, match=r"rollout.speculative_top_k: 99 is larger than the vocabulary"):
+        train(load_config(None, ["rollout.source=speculative", "objective.name=forward_kl",
+                                 "rollout.speculative_top_k=99", f"output_dir={tmp_path}"]))  # fmt: skip
+    unanswered = write_prompts(tmp_path / "train.jsonl", [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2="}])
+    prompts = ["task.name=prompts", f"task.train_path={unanswered}", f"task.test_path={unanswered}"]
+    with pytest.raises(ValueError, match=r"train.jsonl:2: objective.name: rlad needs a verifiable reward"):
+        train(load_config(None, ["objective.name=rlad", *prompts, f"output_dir={tmp_path}"]))
+    routed = write_prompts(tmp_path / "routed.jsonl", [{"prompt": "1+1=", "answer": "2", "domain": "arith"},
+                                                       {"prompt": "sum[1]=", "answer": "1", "domain": "code"}])  # fmt: skip
+    teachers = "teachers=[{name: arith, path: zoo:teacher}, {name: lists, path: zoo:teacher}]"
+    with pytest.raises(ValueError, match=r"routed.jsonl:2: teachers: domain 'code' names no teacher"):
+        train(load_config(None, ["teacher=null", teachers, "objective.name=gopd", "task.name=prompts",
+                                 f"task.train_path={routed}", f"task.test_path={routed}", f"output_dir={tmp_path}"]))  # fmt: skip
