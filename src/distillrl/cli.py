@@ -18,6 +18,9 @@ from distillrl.tasks.prompts import DatasetError
 app = typer.Typer(help="Knowledge distillation the way reinforcement learning does it.", no_args_is_help=True)
 zoo_app = typer.Typer(help="The built-in tiny model zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+control_app = typer.Typer(help="Policy distillation of control policies (gymnasium, stable-baselines3).",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(control_app, name="control")
 console = Console()
 USER_ERRORS = (ConfigError, DatasetError, ModelLoadError)
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -156,6 +159,54 @@ def zoo_list() -> None:
         size = f"{count_parameters(load_causal_lm(str(path))):,}" if (path / "config.json").exists() else "not built"
         table.add_row(f"zoo:{name}", size, spec.description, str(path))
     console.print(table)
+
+
+@control_app.command("teacher")
+def control_teacher(
+    env: str = typer.Option("CartPole-v1", help="a gymnasium environment id with discrete actions"),
+    out: Path = typer.Option(..., help="where to save the teacher (a stable-baselines3 .zip)"),
+    timesteps: Optional[int] = typer.Option(None, help="PPO environment steps (default: the env's recipe)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a PPO teacher with stable-baselines3."""
+    from distillrl.control import require_control_dependencies
+
+    try:
+        require_control_dependencies()
+        from distillrl.control.envs import evaluate_actor
+        from distillrl.control.policies import TeacherPolicy
+        from distillrl.control.teachers import train_teacher
+
+        with console.status(f"training a PPO teacher on {env}"):
+            path = train_teacher(env, out, timesteps, seed)
+        teacher = TeacherPolicy(path)
+        result = evaluate_actor(env, teacher.act, 100)
+    except (ImportError, ValueError) as error:
+        fail(error)
+    console.print(f"{path}: mean return {result.mean_return:.1f} +- {result.std_return:.1f} over 100 episodes "
+                  f"({teacher.num_parameters} acting parameters)")  # fmt: skip
+
+
+@control_app.command("distill")
+def control_distill(
+    config_path: Path = typer.Argument(..., metavar="CONFIG.yaml", help="e.g. configs/control/cartpole.yaml"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set iterations=5"),
+) -> None:
+    """Distil a teacher policy into small students by every configured method; write a table and a plot."""
+    from distillrl.control import require_control_dependencies
+
+    try:
+        require_control_dependencies()
+        from distillrl.control.config import load_control_config
+        from distillrl.control.run import run_control_distillation
+
+        config = load_control_config(config_path, set_)
+        run_control_distillation(config, console)
+    except (ImportError, ValueError) as error:
+        fail(error)
+    out = Path(config.output_dir)
+    console.print((out / "results.md").read_text())
+    console.print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'returns.png'}")
 
 
 if __name__ == "__main__":

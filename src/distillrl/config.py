@@ -251,6 +251,8 @@ def _yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     for key in loc[:-1]:
+        if isinstance(key, int):  # an index into a list of models
+            continue
         field = model.model_fields.get(str(key))
         annotation = getattr(field, "annotation", None)
         candidates = [annotation, *getattr(annotation, "__args__", ())]
@@ -260,7 +262,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(model.model_fields)
 
 
-def format_validation_error(error: ValidationError, source: str, root: yaml.Node | None, overridden: set[str]) -> str:
+def format_validation_error(error: ValidationError, source: str, root: yaml.Node | None, overridden: set[str],
+                            model: type[BaseModel]) -> str:  # fmt: skip
     lines = []
     for item in error.errors():
         loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
@@ -271,7 +274,7 @@ def format_validation_error(error: ValidationError, source: str, root: yaml.Node
         field = ".".join(str(part) for part in loc) or "(top level)"
         where = "--set" if field in overridden else f"{source}:{_yaml_line(root, loc) or 1}"
         if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(TrainConfig, loc))
+            allowed = ", ".join(_allowed_keys(model, loc))
             message = f"unknown key (allowed here: {allowed})"
         elif not named and "input" in item and not isinstance(item["input"], (dict, list)):
             message += f" (got {item['input']!r})"
@@ -294,8 +297,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
     return key.strip()
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read, override and validate a config; raises ConfigError naming file, line and field."""
+def load_config(path: str | Path | None, overrides: list[str] = (), model: type[BaseModel] = TrainConfig):
+    """Read, override and validate a config (a TrainConfig unless `model` says otherwise); raises ConfigError
+    naming file, line and field."""
     source, root, data = "(defaults)", None, {}
     if path is not None:
         source = str(path)
@@ -313,6 +317,6 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raise ConfigError(f"{source}:1: the config must be a mapping of sections")
     overridden = {apply_override(data, item) for item in overrides}
     try:
-        return TrainConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error, source, root, overridden)) from None
+        raise ConfigError(format_validation_error(error, source, root, overridden, model)) from None

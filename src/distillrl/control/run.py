@@ -1,0 +1,113 @@
+"""`distillrl control distill`: every configured method against the same teacher, then a table and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from distillrl.config import ConfigError
+from distillrl.control.config import ControlConfig
+from distillrl.control.envs import evaluate_actor, make_vector_env
+from distillrl.control.methods import MethodResult, run_method
+from distillrl.control.policies import MLPPolicy, count_parameters, resolve_teacher
+
+
+def normalised(value: float, teacher: float, random: float) -> float:
+    """(R - R_random) / (R_teacher - R_random): 1 is the teacher, 0 a uniformly random policy (this is what
+    "x% of the teacher's return" means when returns are negative, as in Acrobot)."""
+    return (value - random) / (teacher - random) if teacher != random else float("nan")
+
+
+def samples_to_reach(result: MethodResult, target: float) -> int | None:
+    """Teacher-labelled states after the first round whose return reached `target` (None: never)."""
+    return next((n for n, r in zip(result.labelled, result.returns) if r >= target), None)
+
+
+def run_control_distillation(config: ControlConfig, console=None) -> dict:
+    """Evaluate the teacher and a random policy, run each method, write results.json / results.md / returns.png."""
+    teacher = resolve_teacher(config.teacher.path, config.env)
+    envs = make_vector_env(config.env, 1, config.seed)
+    obs_dim, num_actions = int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)
+    envs.close()
+    student_size = count_parameters(MLPPolicy(obs_dim, num_actions, config.student.hidden))
+    if student_size > config.max_student_fraction * teacher.num_parameters:
+        raise ConfigError(f"student.hidden: {config.student.hidden} gives {student_size} parameters, more than "
+                          f"{config.max_student_fraction:g} of the teacher's {teacher.num_parameters}")  # fmt: skip
+    say = console.print if console is not None else (lambda *_: None)
+    teacher_eval = evaluate_actor(config.env, teacher.act, config.eval_episodes, seed=config.seed + 2)
+    rng = np.random.default_rng(config.seed)
+    random_eval = evaluate_actor(config.env, lambda s: rng.integers(num_actions, size=len(s)), config.eval_episodes,
+                                 seed=config.seed + 2)  # fmt: skip
+    say(f"{config.env}: teacher {teacher_eval.mean_return:.1f} +- {teacher_eval.std_return:.1f} "
+        f"({teacher.num_parameters} parameters), random {random_eval.mean_return:.1f}")  # fmt: skip
+    target = random_eval.mean_return + 0.95 * (teacher_eval.mean_return - random_eval.mean_return)
+    results = []
+    for method in config.methods:
+        result = run_method(config, method, teacher, obs_dim, num_actions)
+        results.append(result)
+        say(f"  {result.title}: {result.final.mean_return:.1f} +- {result.final.std_return:.1f} after "
+            f"{result.labelled[-1]} labelled states ({result.seconds:.0f} s)")  # fmt: skip
+    summary = {
+        "env": config.env,
+        "teacher": {"return": teacher_eval.mean_return, "std": teacher_eval.std_return,
+                    "parameters": teacher.num_parameters, "microseconds_per_action": teacher_eval.microseconds_per_action},
+        "random_return": random_eval.mean_return,
+        "target_return": target,
+        "methods": [
+            {"method": r.title, "return": r.final.mean_return, "std": r.final.std_return, "episodes": r.final.episodes,
+             "parameters": r.parameters, "microseconds_per_action": r.final.microseconds_per_action,
+             "labelled": r.labelled[-1], "labelled_to_95": samples_to_reach(r, target), "seconds": r.seconds,
+             "normalised": normalised(r.final.mean_return, teacher_eval.mean_return, random_eval.mean_return),
+             "curve": {"labelled": r.labelled, "returns": r.returns}}
+            for r in results
+        ],
+    }  # fmt: skip
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    (out / "results.md").write_text(results_table(summary))
+    plot_returns(summary, out / "returns.png")
+    return summary
+
+
+def results_table(summary: dict) -> str:
+    """A markdown table: return +- std over the final evaluation, size, speed, labelled states used."""
+    teacher = summary["teacher"]
+    lines = [
+        f"### {summary['env']}",
+        "",
+        f"Teacher: {teacher['return']:.1f} +- {teacher['std']:.1f} ({teacher['parameters']} parameters, "
+        f"{teacher['microseconds_per_action']:.0f} us per action); random policy {summary['random_return']:.1f}; "
+        f"95% of the teacher (normalised) = {summary['target_return']:.1f}.",
+        "",
+        "| method | return (mean +- std) | % of teacher (normalised) | parameters | us / action | labelled states | labelled to reach 95% |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in summary["methods"]:
+        reach = "not reached" if m["labelled_to_95"] is None else str(m["labelled_to_95"])
+        lines.append(f"| {m['method']} | {m['return']:.1f} +- {m['std']:.1f} | {100 * m['normalised']:.0f}% | "
+                     f"{m['parameters']} | {m['microseconds_per_action']:.0f} | {m['labelled']} | {reach} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot_returns(summary: dict, path: Path) -> None:
+    """Return against teacher-labelled states, one line per method, the teacher and its 95% as references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for m in summary["methods"]:
+        axis.plot(m["curve"]["labelled"], m["curve"]["returns"], marker="o", label=m["method"])
+    axis.axhline(summary["teacher"]["return"], color="black", linestyle="--", label="teacher")
+    axis.axhline(summary["target_return"], color="grey", linestyle=":", label="95% of teacher")
+    axis.set_xlabel("teacher-labelled states")
+    axis.set_ylabel("mean return")
+    axis.set_title(f"policy distillation on {summary['env']}")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,105 @@
+"""Policy distillation for control: losses against brute force, the acting loops, short runs that learn."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+pytest.importorskip("gymnasium", reason="the control extra is part of the test install")
+
+from distillrl.cli import app  # noqa: E402
+from distillrl.config import ConfigError  # noqa: E402
+from distillrl.control.config import MethodConfig, load_control_config  # noqa: E402
+from distillrl.control.envs import Collector, evaluate_actor, make_vector_env  # noqa: E402
+from distillrl.control.losses import generalized_advantages, policy_kd_loss  # noqa: E402
+from distillrl.control.methods import teacher_share  # noqa: E402
+from distillrl.control.run import run_control_distillation  # noqa: E402
+
+
+def softmax(row, tau=1.0):
+    z = [math.exp(x / tau) for x in row]
+    return [v / sum(z) for v in z]
+
+
+@pytest.mark.parametrize("loss,tau", [("forward_kl", 1.0), ("forward_kl", 0.1), ("reverse_kl", 1.0), ("nll", 1.0)])
+def test_policy_kd_losses_match_brute_force(loss, tau):
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 3), torch.randn(6, 3) * 2
+    expected = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist()):
+        p_s, p_t = softmax(s_row), softmax(t_row, tau)
+        if loss == "forward_kl":
+            expected += sum(t * (math.log(t) - math.log(s)) for s, t in zip(p_s, p_t))
+        elif loss == "reverse_kl":
+            expected += sum(s * (math.log(s) - math.log(t)) for s, t in zip(p_s, p_t))
+        else:
+            expected += -math.log(p_s[max(range(3), key=lambda a: t_row[a])])
+    assert abs(policy_kd_loss(student, teacher, loss, tau).item() - expected / 6) < 1e-5
+
+
+def test_generalized_advantages_match_the_recursion_with_truncation():
+    rewards = torch.tensor([[1.0], [1.0], [1.0], [1.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3], [0.2]])
+    next_values = torch.tensor([[0.4], [0.3], [0.9], [0.1]])  # step 2 ends by truncation: bootstrap 0.9
+    dones, terminated = torch.tensor([[0.0], [0.0], [1.0], [1.0]]), torch.tensor([[0.0], [0.0], [0.0], [1.0]])
+    gamma, lam = 0.9, 0.8
+    expected, running = [0.0] * 4, 0.0
+    for t in reversed(range(4)):
+        delta = 1.0 + gamma * (1 - terminated[t, 0].item()) * next_values[t, 0].item() - values[t, 0].item()
+        running = delta + gamma * lam * (1 - dones[t, 0].item()) * running
+        expected[t] = running
+    ours = generalized_advantages(rewards, values, next_values, dones, terminated, gamma, lam)
+    torch.testing.assert_close(ours[:, 0], torch.tensor(expected))
+
+
+def test_teacher_share_schedules():
+    exponential = MethodConfig(name="dagger", beta_decay=0.5)
+    linear = MethodConfig(name="dagger", beta_schedule="linear", beta_iterations=4)
+    assert [teacher_share(exponential, i) for i in range(4)] == [1.0, 0.5, 0.25, 0.125]
+    assert [teacher_share(linear, i) for i in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    assert teacher_share(MethodConfig(name="forward_kl"), 7) == 1.0  # off-policy: the teacher always acts
+
+
+def test_collector_and_evaluation_count_whole_episodes():
+    collector = Collector(make_vector_env("CartPole-v1", 4, seed=0), seed=0)
+    batch = collector.collect(lambda s: np.zeros(len(s), dtype=np.int64), 200)
+    assert batch.states.shape == (200, 4) and len(batch.episode_returns) >= 4
+    assert sum(batch.dones) == len(batch.episode_returns)  # every finished episode is counted once
+    assert all(8 <= r <= 12 for r in batch.episode_returns)  # always pushing left topples the pole fast
+    result = evaluate_actor("CartPole-v1", lambda s: np.zeros(len(s), dtype=np.int64), episodes=30)
+    assert result.episodes == 30 and 8 <= result.mean_return <= 12
+
+
+def small_config(tmp_path, methods, **extra):
+    overrides = [f"output_dir={tmp_path}", "iterations=3", "samples_per_iteration=400", "curve_episodes=5",
+                 "eval_episodes=20", f"methods={methods}", *[f"{k}={v}" for k, v in extra.items()]]  # fmt: skip
+    return load_control_config(None, overrides)
+
+
+def test_short_runs_of_every_method_learn_to_balance(tmp_path):
+    """Three rounds of 400 labelled states: every student goes far beyond a random policy (about 22)."""
+    config = small_config(tmp_path, "[{name: nll}, {name: forward_kl}, {name: dagger}, {name: hybrid, task_weight: 0.05}, "
+                                    "{name: tree, max_depth: 6}]")  # fmt: skip
+    summary = run_control_distillation(config)
+    assert summary["teacher"]["return"] > 450 and summary["random_return"] < 40
+    for method in summary["methods"]:
+        assert method["return"] > 150, method
+        assert method["parameters"] <= summary["teacher"]["parameters"] / 8
+        assert method["curve"]["labelled"] == [400, 800, 1200]
+    assert (tmp_path / "returns.png").stat().st_size > 10_000 and "| dagger |" in (tmp_path / "results.md").read_text()
+
+
+def test_a_student_larger_than_an_eighth_of_the_teacher_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match=r"student.hidden: \[64, 64\] gives 4610 parameters"):
+        run_control_distillation(small_config(tmp_path, "[{name: nll}]", **{"student.hidden": "[64, 64]"}))
+
+
+def test_control_cli_reports_config_errors_with_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("env: CartPole-v1\nmethods:\n  - name: dagger\n    beta_schedule: cubic\n")
+    result = CliRunner().invoke(app, ["control", "distill", str(path)])
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())  # the console wraps long lines
+    assert f"{path}:4: methods.0.beta_schedule: Input should be 'linear' or 'exponential'" in output
