@@ -41,6 +41,7 @@ class MethodConfig(Strict):
 class ControlConfig(Strict):
     env: str = "CartPole-v1"
     seed: int = 0
+    seeds: int = Field(1, ge=1, description="runs per method, with seeds seed, seed + 1, ...")
     output_dir: str = "runs/control"
     teacher: ControlTeacherConfig = Field(default_factory=ControlTeacherConfig)
     student: ControlStudentConfig = Field(default_factory=ControlStudentConfig)

@@ -4,13 +4,15 @@ records the student's return after every round against the number of teacher-lab
 - `forward_kl`, `nll`: off-policy KD, on states the teacher visits (the teacher acts, sampling its policy).
 - `dagger`: on-policy, on states the student visits; round i acts with the teacher with probability beta_i
   (linear or exponential schedule, beta_0 = 1) and trains on everything aggregated so far.
-- `tree`: DAgger into a decision tree (teacher's greedy action as the label).
+- `tree`: DAgger into a decision tree (teacher's greedy action as the label); as in DAgger's analysis and VIPER,
+  the tree kept is the best of the rounds on the curve episodes (the final evaluation uses other episodes).
 - `hybrid` (refined policy distillation): PPO on the environment's reward plus the KD term on the states the
   student visits, L = kd_weight L_KD + lambda L_task.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -96,6 +98,10 @@ def distill_by_aggregation(config: ControlConfig, method: MethodConfig, teacher:
             fit_mlp(student, optimizer, all_states, all_labels, method, config, generator)
         result.labelled.append(len(all_states))
         result.returns.append(evaluate_actor(config.env, student.act, config.curve_episodes, seed=config.seed + 1).mean_return)
+        if method.name == "tree" and result.returns[-1] >= max(result.returns):
+            best_tree = copy.deepcopy(student)
+    if method.name == "tree":
+        student = best_tree
     result.seconds = time.perf_counter() - started
     result.parameters = student.num_parameters if method.name == "tree" else count_parameters(student)
     result.final = evaluate_actor(config.env, student.act, config.eval_episodes, seed=config.seed + 2)

@@ -25,6 +25,27 @@ def samples_to_reach(result: MethodResult, target: float) -> int | None:
     return next((n for n, r in zip(result.labelled, result.returns) if r >= target), None)
 
 
+def method_summary(runs: list[MethodResult], target: float, teacher_return: float, random_return: float) -> dict:
+    """One method over its seeds: the final return (mean over seeds +- std over seeds; with one seed, +- std
+    over episodes), labelled states to reach the target per seed, and the curve averaged over seeds."""
+    finals = np.array([r.final.mean_return for r in runs])
+    reached = [samples_to_reach(r, target) for r in runs]
+    return {
+        "method": runs[0].title,
+        "return": float(finals.mean()),
+        "std": float(finals.std()) if len(runs) > 1 else runs[0].final.std_return,
+        "per_seed": finals.tolist(),
+        "episodes": runs[0].final.episodes,
+        "parameters": runs[0].parameters,
+        "microseconds_per_action": float(np.mean([r.final.microseconds_per_action for r in runs])),
+        "labelled": runs[0].labelled[-1],
+        "labelled_to_95": reached,
+        "seconds": float(sum(r.seconds for r in runs)),
+        "normalised": normalised(float(finals.mean()), teacher_return, random_return),
+        "curve": {"labelled": runs[0].labelled, "returns": np.mean([r.returns for r in runs], axis=0).tolist()},
+    }
+
+
 def run_control_distillation(config: ControlConfig, console=None) -> dict:
     """Evaluate the teacher and a random policy, run each method, write results.json / results.md / returns.png."""
     teacher = resolve_teacher(config.teacher.path, config.env)
@@ -43,26 +64,22 @@ def run_control_distillation(config: ControlConfig, console=None) -> dict:
     say(f"{config.env}: teacher {teacher_eval.mean_return:.1f} +- {teacher_eval.std_return:.1f} "
         f"({teacher.num_parameters} parameters), random {random_eval.mean_return:.1f}")  # fmt: skip
     target = random_eval.mean_return + 0.95 * (teacher_eval.mean_return - random_eval.mean_return)
-    results = []
+    methods = []
     for method in config.methods:
-        result = run_method(config, method, teacher, obs_dim, num_actions)
-        results.append(result)
-        say(f"  {result.title}: {result.final.mean_return:.1f} +- {result.final.std_return:.1f} after "
-            f"{result.labelled[-1]} labelled states ({result.seconds:.0f} s)")  # fmt: skip
+        runs = [run_method(config.model_copy(update={"seed": config.seed + s}), method, teacher, obs_dim, num_actions)
+                for s in range(config.seeds)]  # fmt: skip
+        methods.append(method_summary(runs, target, teacher_eval.mean_return, random_eval.mean_return))
+        m = methods[-1]
+        say(f"  {m['method']}: {m['return']:.1f} +- {m['std']:.1f} after {m['labelled']} labelled states, "
+            f"95% of the teacher after {m['labelled_to_95']} ({m['seconds']:.0f} s)")  # fmt: skip
     summary = {
         "env": config.env,
+        "seeds": config.seeds,
         "teacher": {"return": teacher_eval.mean_return, "std": teacher_eval.std_return,
                     "parameters": teacher.num_parameters, "microseconds_per_action": teacher_eval.microseconds_per_action},
         "random_return": random_eval.mean_return,
         "target_return": target,
-        "methods": [
-            {"method": r.title, "return": r.final.mean_return, "std": r.final.std_return, "episodes": r.final.episodes,
-             "parameters": r.parameters, "microseconds_per_action": r.final.microseconds_per_action,
-             "labelled": r.labelled[-1], "labelled_to_95": samples_to_reach(r, target), "seconds": r.seconds,
-             "normalised": normalised(r.final.mean_return, teacher_eval.mean_return, random_eval.mean_return),
-             "curve": {"labelled": r.labelled, "returns": r.returns}}
-            for r in results
-        ],
+        "methods": methods,
     }  # fmt: skip
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,13 +97,15 @@ def results_table(summary: dict) -> str:
         "",
         f"Teacher: {teacher['return']:.1f} +- {teacher['std']:.1f} ({teacher['parameters']} parameters, "
         f"{teacher['microseconds_per_action']:.0f} us per action); random policy {summary['random_return']:.1f}; "
-        f"95% of the teacher (normalised) = {summary['target_return']:.1f}.",
+        f"95% of the teacher (normalised) = {summary['target_return']:.1f}. "
+        + (f"{summary['seeds']} seeds: return is the mean +- std over seeds of each seed's {summary['methods'][0]['episodes']}"
+           "-episode mean." if summary["seeds"] > 1 else "Return is the mean +- std over episodes (one seed)."),
         "",
-        "| method | return (mean +- std) | % of teacher (normalised) | parameters | us / action | labelled states | labelled to reach 95% |",
+        "| method | return | % of teacher (normalised) | parameters | us / action | labelled states | labelled to reach 95% (per seed) |",
         "|---|---|---|---|---|---|---|",
-    ]
+    ]  # fmt: skip
     for m in summary["methods"]:
-        reach = "not reached" if m["labelled_to_95"] is None else str(m["labelled_to_95"])
+        reach = ", ".join("never" if n is None else str(n) for n in m["labelled_to_95"])
         lines.append(f"| {m['method']} | {m['return']:.1f} +- {m['std']:.1f} | {100 * m['normalised']:.0f}% | "
                      f"{m['parameters']} | {m['microseconds_per_action']:.0f} | {m['labelled']} | {reach} |")  # fmt: skip
     return "\n".join(lines) + "\n"
