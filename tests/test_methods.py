@@ -16,6 +16,7 @@ from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
 from distillrl.rollout.sources import sample_sequences
 from distillrl.rollout.speculative import speculative_choice, speculative_generate
+from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.signals import RoutingError, route_to_teachers, score_rollout
 from distillrl.tasks import Problem, build_task
 from distillrl.trainer import train
@@ -133,3 +134,64 @@ def test_impossible_runs_fail_before_any_model_loads(tmp_path, no_model_loading)
     with pytest.raises(ValueError, match=r"routed.jsonl:2: teachers: domain 'code' names no teacher"):
         train(load_config(None, ["teacher=null", teachers, "objective.name=gopd", "task.name=prompts",
                                  f"task.train_path={routed}", f"task.test_path={routed}", f"output_dir={tmp_path}"]))  # fmt: skip
+
+
+def test_each_teacher_brings_its_own_reference(tiny_config):
+    config = tiny_config(teacher=None, teachers=[{"name": "arith", "path": "zoo:teacher", "reference": "zoo:teacher-base"},
+                                                 {"name": "lists", "path": "zoo:teacher"}],
+                         task={"name": "mix"}, objective={"name": "gopd"})  # fmt: skip
+    models = load_models(config, needs_reference=True)
+    task = build_task(config.task)
+    problems = [task.sample_train(random.Random(s)) for s in range(6)]
+    sequences, _ = sample_sequences(config, models, problems, random.Random(0))
+    batch = score_rollout(models, frozenset({"reference_logprobs"}), sequences, problems, task.reward)
+    for index, reference_path in enumerate(["zoo:teacher-base", "zoo:student-base"]):  # default: the student's start
+        rows = (batch.teacher_index == index).nonzero().squeeze(-1)
+        alone = load_causal_lm(reference_path)
+        micro = sequences.select(rows)
+        expected = completion_logits(alone, micro.input_ids, micro.attention_mask, micro.completion_mask)
+        torch.testing.assert_close(batch.select(rows).reference_logprobs,
+                                   expected.token_logprobs(micro.target_ids).detach())  # fmt: skip
+
+
+def test_lora_reference_is_the_adapter_disabled_base_and_stays_frozen(tiny_config):
+    config = tiny_config(student={"path": "zoo:student-base", "lora": {"r": 4}}, objective={"name": "gopd"},
+                         optim={"steps": 3, "lr": 5e-2}, eval={"every": 0, "num_prompts": 8}, checkpoint={"every": 0})  # fmt: skip
+    models = load_models(config, needs_reference=True)
+    assert models.reference.model is models.student and models.reference.adapter_disabled  # no second copy
+    task = build_task(config.task)
+    problems = [task.sample_train(random.Random(s)) for s in range(4)]
+    sequences, _ = sample_sequences(config, models, problems, random.Random(0))
+    needs = frozenset({"reference_logprobs", "old_logprobs"})
+    before = score_rollout(models, needs, sequences, problems, task.reward)
+    torch.testing.assert_close(before.reference_logprobs, before.old_logprobs)  # LoRA starts as the identity
+    with torch.no_grad():  # move the adapter as training would
+        for name, parameter in models.student.named_parameters():
+            if "lora_B" in name:
+                parameter.add_(0.05)
+    after = score_rollout(models, needs, sequences, problems, task.reward)
+    torch.testing.assert_close(after.reference_logprobs, before.reference_logprobs)
+    assert (after.old_logprobs - before.old_logprobs).abs().max() > 1e-3
+
+
+def test_ppo_epochs_and_minibatches_reuse_the_recorded_old_policy(tiny_config):
+    from distillrl.objectives import build_objective
+    from distillrl.trainer import update_policy
+
+    config = tiny_config(objective={"name": "grpo"}, rollout={"group_size": 4}, optim={"epochs": 2, "minibatches": 2, "lr": 1e-2})
+    built = build_objective(config.objective)
+    models = load_models(config, needs_reference=False)
+    task = build_task(config.task)
+    problems = [task.sample_train(random.Random(s)) for s in range(8)]
+    torch.manual_seed(0)
+    sequences, _ = sample_sequences(config, models, problems, random.Random(0))
+    signals = score_rollout(models, built.needs, sequences, problems, task.reward)
+    old = signals.old_logprobs.clone()
+    steps = []
+    optimizer = torch.optim.AdamW(models.student.parameters(), lr=1e-2)
+    original_step = optimizer.step
+    optimizer.step = lambda: (steps.append(1), original_step())  # count the optimizer steps
+    metrics = update_policy(config, models, built, sequences, signals, optimizer, list(models.student.parameters()))
+    assert len(steps) == 4  # 2 epochs x 2 minibatches
+    torch.testing.assert_close(signals.old_logprobs, old)  # pi_old is the rollout's, never re-scored
+    assert metrics["clip_fraction"] > 0  # later minibatches see ratios away from 1 and clip

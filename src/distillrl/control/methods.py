@@ -6,8 +6,11 @@ records the student's return after every round against the number of teacher-lab
   (linear or exponential schedule, beta_0 = 1) and trains on everything aggregated so far.
 - `tree`: DAgger into a decision tree (teacher's greedy action as the label); as in DAgger's analysis and VIPER,
   the tree kept is the best of the rounds on the curve episodes (the final evaluation uses other episodes).
-- `hybrid` (refined policy distillation): PPO on the environment's reward plus the KD term on the states the
-  student visits, L = kd_weight L_KD + lambda L_task.
+- `hybrid` (refined policy distillation): PPO on the environment's reward plus the KD term on the visited
+  states, L = kd_weight L_KD + lambda L_task. Like DAgger it starts from the teacher's states: round i acts
+  with the teacher with probability beta_i, else with the student's sampled action, and PPO's ratio is taken
+  against that behaviour policy mu = beta_i pi_T + (1 - beta_i) pi_old (an importance-corrected, clipped
+  update; beta = 0 is plain PPO).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def teacher_share(method: MethodConfig, round_index: int) -> float:
 
 
 def mixed_actor(teacher: TeacherPolicy, student_act, beta: float, rng: np.random.Generator):
-    """Per state: the teacher's sampled action with probability beta, else the student's greedy action."""
+    """Per state: the teacher's sampled action with probability beta, else `student_act`'s action."""
 
     def act(states: np.ndarray) -> np.ndarray:
         use_teacher = rng.random(len(states)) < beta
@@ -110,8 +113,9 @@ def distill_by_aggregation(config: ControlConfig, method: MethodConfig, teacher:
 
 def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int,
                    num_actions: int) -> MethodResult:  # fmt: skip
-    """Refined policy distillation: the student acts (sampling), every visited state is teacher-labelled, and the
-    loss is kd_weight * KD + task_weight * (PPO clipped surrogate + 0.5 value error) with GAE advantages."""
+    """Refined policy distillation: the beta-mixed behaviour acts (the student sampling), every visited state is
+    teacher-labelled, and the loss is kd_weight * KD + task_weight * (PPO clipped surrogate + 0.5 value error)
+    with GAE advantages."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     student = MLPPolicy(obs_dim, num_actions, config.student.hidden)
@@ -119,9 +123,12 @@ def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: Teacher
     optimizer = torch.optim.Adam([*student.parameters(), *critic.parameters()], lr=config.student.lr)
     collector = Collector(make_vector_env(config.env, config.num_envs, config.seed), config.seed)
     result, labelled, started = MethodResult(method.title, count_parameters(student)), 0, time.perf_counter()
-    for _ in range(config.iterations):
-        batch = collector.collect(lambda s: student.act(s, greedy=False), config.samples_per_iteration)
-        update_hybrid(student, critic, optimizer, batch, teacher, method, config, generator)
+    rng = np.random.default_rng(config.seed)
+    for round_index in range(config.iterations):
+        beta = teacher_share(method, round_index)
+        sampled_student = lambda s: student.act(s, greedy=False)  # noqa: E731
+        batch = collector.collect(mixed_actor(teacher, sampled_student, beta, rng), config.samples_per_iteration)
+        update_hybrid(student, critic, optimizer, batch, teacher, beta, method, config, generator)
         labelled += len(batch.states)
         result.labelled.append(labelled)
         result.returns.append(evaluate_actor(config.env, student.act, config.curve_episodes, seed=config.seed + 1).mean_return)
@@ -130,20 +137,27 @@ def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: Teacher
     return result
 
 
+def behaviour_logprobs(student_logits: torch.Tensor, teacher_logits: torch.Tensor, actions: torch.Tensor,
+                       beta: float) -> torch.Tensor:  # fmt: skip
+    """log mu(a|s) for the mixture behaviour mu = beta pi_T + (1 - beta) pi_student: [n]."""
+    mixture = beta * torch.softmax(teacher_logits, -1) + (1.0 - beta) * torch.softmax(student_logits, -1)
+    return mixture.gather(-1, actions[:, None]).squeeze(-1).log()
+
+
 def update_hybrid(student: MLPPolicy, critic: MLPPolicy, optimizer, batch: Transitions, teacher: TeacherPolicy,
-                  method: MethodConfig, config: ControlConfig, generator: torch.Generator) -> None:  # fmt: skip
+                  beta: float, method: MethodConfig, config: ControlConfig, generator: torch.Generator) -> None:  # fmt: skip
     num_envs = config.num_envs
     as_time_major = lambda x: torch.as_tensor(x, dtype=torch.float32).reshape(num_envs, -1).T  # noqa: E731
     states, actions = torch.as_tensor(batch.states), torch.as_tensor(batch.actions)
     with torch.no_grad():
-        old_logprobs = torch.log_softmax(student(states), -1).gather(-1, actions[:, None]).squeeze(-1)
+        teacher_logits = teacher.logits(batch.states)
+        old_logprobs = behaviour_logprobs(student(states), teacher_logits, actions, beta)
         values = critic(states).squeeze(-1)
         next_values = critic(torch.as_tensor(batch.final_states)).squeeze(-1)
         advantages = generalized_advantages(as_time_major(batch.rewards), as_time_major(values),
                                             as_time_major(next_values), as_time_major(batch.dones),
                                             as_time_major(batch.terminated)).T.reshape(-1)  # fmt: skip
         returns = advantages + values
-        teacher_logits = teacher.logits(batch.states)
     for _ in range(config.epochs):
         for rows in torch.randperm(len(states), generator=generator).split(config.batch_size):
             logits = student(states[rows])
