@@ -128,6 +128,9 @@ def test_impossible_runs_fail_before_any_model_loads(tmp_path, no_model_loading)
     prompts = ["task.name=prompts", f"task.train_path={unanswered}", f"task.test_path={unanswered}"]
     with pytest.raises(ValueError, match=r"train.jsonl:2: objective.name: rlad needs a verifiable reward"):
         train(load_config(None, ["objective.name=rlad", *prompts, f"output_dir={tmp_path}"]))
+    with pytest.raises(ValueError, match=r"train.jsonl:1: rollout.source: 'mixed' trains on the dataset's solutions, "
+                                         r"but this row has no `completion`"):
+        train(load_config(None, ["objective.name=jsd", "rollout.source=mixed", *prompts, f"output_dir={tmp_path}"]))
     routed = write_prompts(tmp_path / "routed.jsonl", [{"prompt": "1+1=", "answer": "2", "domain": "arith"},
                                                        {"prompt": "sum[1]=", "answer": "1", "domain": "code"}])  # fmt: skip
     teachers = "teachers=[{name: arith, path: zoo:teacher}, {name: lists, path: zoo:teacher}]"

@@ -141,7 +141,10 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
         raise ConfigError(f"rollout.speculative_top_k: {config.rollout.speculative_top_k} is larger than the "
                           f"vocabulary ({vocab_size} tokens of {config.student.path})")  # fmt: skip
     if "rewards" in objective.needs:
-        task.check_rewardable(f"objective.name: {config.objective.name} needs a verifiable reward")
+        task.check_complete("answer", f"objective.name: {config.objective.name} needs a verifiable reward")
+    rollout = config.rollout
+    if rollout.source == "dataset" or (rollout.source == "mixed" and not rollout.seq_kd):
+        task.check_complete("solution", f"rollout.source: {rollout.source!r} trains on the dataset's solutions")
     if config.teachers:
         names = [t.name for t in config.teachers]
         for domain, where in task.domains().items():

@@ -4,13 +4,15 @@ records the student's return after every round against the number of teacher-lab
 - `forward_kl`, `nll`: off-policy KD, on states the teacher visits (the teacher acts, sampling its policy).
 - `dagger`: on-policy, on states the student visits; round i acts with the teacher with probability beta_i
   (linear or exponential schedule, beta_0 = 1) and trains on everything aggregated so far.
-- `tree`: DAgger into a decision tree (teacher's greedy action as the label); as in DAgger's analysis and VIPER,
-  the tree kept is the best of the rounds on the curve episodes (the final evaluation uses other episodes).
+- `tree`: DAgger into a decision tree (teacher's greedy action as the label).
 - `hybrid` (refined policy distillation): PPO on the environment's reward plus the KD term on the visited
   states, L = kd_weight L_KD + lambda L_task. Like DAgger it starts from the teacher's states: round i acts
   with the teacher with probability beta_i, else with the student's sampled action, and PPO's ratio is taken
   against that behaviour policy mu = beta_i pi_T + (1 - beta_i) pi_old (an importance-corrected, clipped
   update; beta = 0 is plain PPO).
+
+Every method returns the best of its rounds on the curve's validation episodes (DAgger's rule, also VIPER's);
+the final evaluation runs on other episodes.
 """
 
 from __future__ import annotations
@@ -31,12 +33,28 @@ from distillrl.objectives.policy_gradient import clipped_surrogate
 
 @dataclass
 class MethodResult:
+    """A method's curve (return after each round against labelled states) and its final evaluation."""
+
     title: str
     parameters: int
     labelled: list[int] = field(default_factory=list)  # teacher-labelled states after each round
     returns: list[float] = field(default_factory=list)  # mean return after each round
     final: Evaluation | None = None
     seconds: float = 0.0
+    best: object = None  # the best student so far on the validation episodes
+
+    def record_round(self, config: ControlConfig, student, labelled: int) -> None:
+        """Evaluate the student on the validation episodes, add the point to the curve, keep it if best."""
+        self.labelled.append(labelled)
+        self.returns.append(evaluate_actor(config.env, student.act, config.curve_episodes, seed=config.seed + 1).mean_return)
+        if self.returns[-1] >= max(self.returns):
+            self.best = copy.deepcopy(student)
+
+    def finish(self, config: ControlConfig, started: float) -> "MethodResult":
+        """Final evaluation of the best round's student, on episodes the curve never saw."""
+        self.seconds = time.perf_counter() - started
+        self.final = evaluate_actor(config.env, self.best.act, config.eval_episodes, seed=config.seed + 2)
+        return self
 
 
 def teacher_share(method: MethodConfig, round_index: int) -> float:
@@ -99,16 +117,9 @@ def distill_by_aggregation(config: ControlConfig, method: MethodConfig, teacher:
             student.fit(all_states.numpy(), all_labels.argmax(-1).numpy())
         else:
             fit_mlp(student, optimizer, all_states, all_labels, method, config, generator)
-        result.labelled.append(len(all_states))
-        result.returns.append(evaluate_actor(config.env, student.act, config.curve_episodes, seed=config.seed + 1).mean_return)
-        if method.name == "tree" and result.returns[-1] >= max(result.returns):
-            best_tree = copy.deepcopy(student)
-    if method.name == "tree":
-        student = best_tree
-    result.seconds = time.perf_counter() - started
-    result.parameters = student.num_parameters if method.name == "tree" else count_parameters(student)
-    result.final = evaluate_actor(config.env, student.act, config.eval_episodes, seed=config.seed + 2)
-    return result
+        result.record_round(config, student, len(all_states))
+    result.parameters = result.best.num_parameters if method.name == "tree" else count_parameters(student)
+    return result.finish(config, started)
 
 
 def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int,
@@ -130,11 +141,8 @@ def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: Teacher
         batch = collector.collect(mixed_actor(teacher, sampled_student, beta, rng), config.samples_per_iteration)
         update_hybrid(student, critic, optimizer, batch, teacher, beta, method, config, generator)
         labelled += len(batch.states)
-        result.labelled.append(labelled)
-        result.returns.append(evaluate_actor(config.env, student.act, config.curve_episodes, seed=config.seed + 1).mean_return)
-    result.seconds = time.perf_counter() - started
-    result.final = evaluate_actor(config.env, student.act, config.eval_episodes, seed=config.seed + 2)
-    return result
+        result.record_round(config, student, labelled)
+    return result.finish(config, started)
 
 
 def behaviour_logprobs(student_logits: torch.Tensor, teacher_logits: torch.Tensor, actions: torch.Tensor,

@@ -40,8 +40,9 @@ class Task(Protocol):
     def domains(self) -> dict[str | None, str]:
         """Each domain its prompts carry, with where it first appears (for routing errors)."""
 
-    def check_rewardable(self, why: str) -> None:
-        """Raise (naming the file and line) when a training problem has no answer to verify; `why` says who asks."""
+    def check_complete(self, field: str, why: str) -> None:
+        """Raise (naming the file and line) when a training problem lacks `field` ("answer" to verify, or
+        "solution" to train on); `why` says who needs it."""
 
     def sample_train(self, rng: random.Random) -> Problem:
         """Draw one training problem using `rng` (whose state the trainer checkpoints)."""
@@ -100,7 +101,7 @@ class GeneratedTask:
     def domains(self) -> dict[str | None, str]:
         return {self.name: f"task.name {self.name!r}"}
 
-    def check_rewardable(self, why: str) -> None:
-        return None
+    def check_complete(self, field: str, why: str) -> None:
+        return None  # generated problems always carry both
 
     reward = staticmethod(exact_match_reward)

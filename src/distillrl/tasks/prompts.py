@@ -96,9 +96,10 @@ class PromptsTask:
             first.setdefault(problem.domain, where)
         return first
 
-    def check_rewardable(self, why: str) -> None:
-        missing = next((w for p, w in zip(self.train, self.train_where) if p.answer is None), None)
+    def check_complete(self, field: str, why: str) -> None:
+        missing = next((w for p, w in zip(self.train, self.train_where) if getattr(p, field) is None), None)
         if missing is not None:
-            raise DatasetError(f"{missing}: {why}, but this row has no `answer`")
+            column = {"solution": "completion"}.get(field, field)
+            raise DatasetError(f"{missing}: {why}, but this row has no `{column}`")
 
     reward = staticmethod(exact_match_reward)
