@@ -42,3 +42,9 @@ def test_forward_kl_and_sft_recipes_run(tmp_path):
         assert result.exit_code == 0, result.output
         losses = [json.loads(line).get("train/loss") for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert all(loss is not None and loss > 0 for loss in losses[1:])
+
+
+def test_eval_on_a_builtin_multi_domain_task_reports_each_domain():
+    result = CliRunner().invoke(app, ["eval", "--model", "zoo:teacher-lists", "--task", "mix", "--n", "8"])
+    assert result.exit_code == 0, result.output
+    assert "eval/accuracy_greedy/arith" in result.output and "eval/accuracy_greedy/lists" in result.output

@@ -102,7 +102,7 @@ def train_command(
 @app.command("eval")
 def eval_command(
     model: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
-    task: str = typer.Option("arith", help="arith, or a .jsonl/.parquet prompt file with answers"),
+    task: str = typer.Option("arith", help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers"),
     n: int = typer.Option(200, help="held-out prompts"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
     temperature: float = typer.Option(1.0, help="temperature of the sampled accuracy"),
@@ -110,10 +110,12 @@ def eval_command(
     """Evaluate a model on held-out prompts."""
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer
-    from distillrl.tasks import ArithTask, PromptsTask
+    from distillrl.config import TaskConfig
+    from distillrl.tasks import PromptsTask, build_task
 
     try:
-        task_object = ArithTask() if task == "arith" else PromptsTask(task, task)
+        builtin = task in ("arith", "lists", "mix")
+        task_object = build_task(TaskConfig(name=task)) if builtin else PromptsTask(task, task)
         problems = task_object.test_problems(n)
         student = load_causal_lm(model)
         teacher_model = load_causal_lm(teacher) if teacher else None
