@@ -46,6 +46,8 @@ def test_every_recipe_runs_a_few_steps_through_the_cli(recipe, tmp_path):
     assert [r["step"] for r in records] == [0, 1, 2]
     assert all(torch.isfinite(torch.tensor(r["train/loss"])) for r in records[1:])
     assert SIGNATURE_METRIC[recipe.stem] in records[-1]
+    if recipe.stem == "multi_teacher_exopd":  # one row per teacher in the before/after table
+        assert "teacher arith" in result.output and "teacher lists" in result.output
     assert (out / "checkpoints" / "step_000002" / "model").exists()
 
 

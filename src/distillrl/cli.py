@@ -44,7 +44,12 @@ def before_after_table(summary: dict) -> Table:
     table = Table(title="held-out accuracy (verifier)")
     for column in ("model", "greedy", "sampled", "reverse KL", "length"):
         table.add_column(column, justify="right" if column != "model" else "left")
-    rows = [("teacher", summary["teacher"]), ("student before", summary["before"]), ("student after", summary["after"])]
+    teachers = summary.get("teachers") or {}
+    if len(teachers) > 1:  # several teachers: one row each
+        rows = [(f"teacher {name}", metrics) for name, metrics in teachers.items()]
+    else:
+        rows = [("teacher", summary["teacher"])]
+    rows += [("student before", summary["before"]), ("student after", summary["after"])]
     for label, metrics in rows:
         if metrics:
             kl = metrics.get("eval/reverse_kl")

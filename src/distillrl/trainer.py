@@ -265,6 +265,7 @@ def train(
     final = [r for r in records if "eval/accuracy_greedy" in r]
     return {
         "teacher": teacher_eval,
+        "teachers": teacher_evals,
         "before": final[0] if final and final[0]["step"] == 0 else None,
         "after": final[-1] if final else None,
         "run_dir": str(run_dir),
