@@ -27,7 +27,8 @@ import torch
 from distillrl.control.config import ControlConfig, MethodConfig
 from distillrl.control.envs import Collector, Evaluation, Transitions, evaluate_actor, make_vector_env
 from distillrl.control.losses import generalized_advantages, policy_kd_loss
-from distillrl.control.policies import MLPPolicy, TeacherPolicy, TreePolicy, count_parameters
+from distillrl.control.policies import MLPPolicy, TeacherPolicy, TreePolicy
+from distillrl.models.loading import count_parameters
 from distillrl.objectives.policy_gradient import clipped_surrogate
 
 

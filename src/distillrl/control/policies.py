@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from distillrl.models.loading import count_parameters
+
 BUILTIN_TEACHERS = Path(__file__).resolve().parent / "teachers"
 
 
@@ -28,14 +30,14 @@ class MLPPolicy(nn.Module):
 
     @torch.no_grad()
     def act(self, states: np.ndarray, greedy: bool = True) -> np.ndarray:
-        logits = self(torch.as_tensor(states, dtype=torch.float32))
-        if greedy:
-            return logits.argmax(-1).numpy()
-        return torch.distributions.Categorical(logits=logits).sample().numpy()
+        return actions_from_logits(self(torch.as_tensor(states, dtype=torch.float32)), greedy)
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def actions_from_logits(logits: Tensor, greedy: bool) -> np.ndarray:
+    """argmax of each row, or one sample of softmax(logits) per row."""
+    if greedy:
+        return logits.argmax(-1).numpy()
+    return torch.distributions.Categorical(logits=logits).sample().numpy()
 
 
 class TeacherPolicy:
@@ -71,10 +73,7 @@ class TeacherPolicy:
         return self.policy.get_distribution(observation).distribution.logits.float()
 
     def act(self, states: np.ndarray, greedy: bool = True) -> np.ndarray:
-        logits = self.logits(states)
-        if greedy:
-            return logits.argmax(-1).numpy()
-        return torch.distributions.Categorical(logits=logits).sample().numpy()
+        return actions_from_logits(self.logits(states), greedy)
 
 
 def builtin_teacher_path(env_id: str) -> Path:

@@ -11,7 +11,8 @@ from distillrl.config import ConfigError
 from distillrl.control.config import ControlConfig
 from distillrl.control.envs import evaluate_actor, make_vector_env
 from distillrl.control.methods import MethodResult, run_method
-from distillrl.control.policies import MLPPolicy, count_parameters, resolve_teacher
+from distillrl.control.policies import MLPPolicy, resolve_teacher
+from distillrl.models.loading import count_parameters
 
 
 def normalised(value: float, teacher: float, random: float) -> float:

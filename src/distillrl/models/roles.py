@@ -27,10 +27,6 @@ class FrozenScorer:
     model: PreTrainedModel
     adapter_disabled: bool = False
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
     @torch.no_grad()
     def logits(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> ChunkedLogits:
         was_training = self.model.training

@@ -103,10 +103,9 @@ def score_rollout(
             batch.teacher_logits = ChunkedLogits(hidden, first.weight, first.bias, first.temperature)
     if "reference_logprobs" in needs:
         batch.reference_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
-        references = [t.reference for t in models.teachers] or [models.reference]
+        references = [t.reference for t in models.teachers] or [models.reference]  # no teacher: index 0 for all
         for index, reference in enumerate(references):
-            token_logprobs(reference, all_rows[teacher_index == index] if models.teachers else all_rows,
-                           batch.reference_logprobs)  # fmt: skip
+            token_logprobs(reference, all_rows[teacher_index == index], batch.reference_logprobs)
     if "rewards" in needs or all(p.answer is not None for p in problems):
         rewards = [reward_fn(problems[i], text) for i, text in zip(sequences.prompt_index.tolist(), sequences.completions)]
         batch.rewards = torch.tensor(rewards, device=target_ids.device)
