@@ -220,8 +220,8 @@ class TrainConfig(Strict):
             raise ValueError(f"teacher: rollout.source {source!r} needs a teacher")
         if source == "mixed" and self.rollout.seq_kd and not has_teacher:
             raise ValueError("teacher: rollout.seq_kd samples off-policy sequences from a teacher")
-        if self.teachers and (source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd)):
-            raise ValueError(f"rollout.source: {source!r} samples from one teacher; use `teacher`, not `teachers`")
+        if self.teachers and source == "speculative":
+            raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
         return self
 
 

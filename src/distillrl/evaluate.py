@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 import torch
+from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.objectives.reverse_kl import full_reverse_kl
 from distillrl.rollout.hf_generate import generate
+from distillrl.rollout.sequences import Sequences
 from distillrl.scoring.forward import completion_logits
+from distillrl.scoring.logits import ChunkedLogits
 from distillrl.tasks.base import Problem, Task
 
 EVAL_SEED = 1234  # sampled evaluation uses its own RNG stream: comparable across steps, training RNG untouched
@@ -26,15 +30,21 @@ def accuracy(task: Task, problems: list[Problem], completions: list[str]) -> flo
     return sum(task.reward(p, c) for p, c in zip(problems, completions)) / len(problems)
 
 
+def token_entropy(policy: ChunkedLogits) -> Tensor:
+    """H_t = -sum_v pi(v | c_t) log pi(v | c_t) at each position: [N]."""
+    return ChunkedLogits.map(lambda logprobs: -(logprobs.exp() * logprobs).sum(-1), [policy])
+
+
 @torch.no_grad()
-def mean_reverse_kl(student: PreTrainedModel, teacher: PreTrainedModel, sequences, batch_size: int = 256) -> float:
-    """Mean over completion tokens of KL(pi_student || pi_teacher) at the visited positions."""
+def completion_token_mean(per_token: Callable[..., Tensor], models: list[PreTrainedModel], sequences: Sequences,
+                          batch_size: int = 256) -> float:  # fmt: skip
+    """Mean over the completion tokens of `sequences` of per_token(logits of each model at those positions)."""
     total, count = 0.0, 0
     for start in range(0, len(sequences), batch_size):
         part = sequences.select(slice(start, start + batch_size))
         args = (part.input_ids, part.attention_mask, part.completion_mask)
-        kl = full_reverse_kl(completion_logits(student, *args), completion_logits(teacher, *args))
-        total, count = total + kl.sum().item(), count + kl.numel()
+        values = per_token(*(completion_logits(model, *args) for model in models))
+        total, count = total + values.sum().item(), count + values.numel()
     return total / max(count, 1)
 
 
@@ -51,8 +61,8 @@ def evaluate(
     precision: str = "fp32",
 ) -> dict[str, float]:
     """eval/accuracy_greedy, eval/accuracy_sampled (at `temperature`), eval/response_length (sampled, tokens),
-    eval/accuracy_greedy/DOMAIN when the problems span several domains and, with a teacher, eval/reverse_kl
-    (nats per token on the sampled completions)."""
+    eval/entropy (nats per token on the sampled completions), eval/accuracy_greedy/DOMAIN when the problems
+    span several domains and, with a teacher, eval/reverse_kl (nats per token on the sampled completions)."""
     prompts = [p.prompt for p in problems]
     with autocast(precision, model.device):
         greedy = generate(model, tokenizer, prompts, 1, 0.0, max_new_tokens, batch_size)
@@ -63,6 +73,7 @@ def evaluate(
             "eval/accuracy_greedy": accuracy(task, problems, greedy.completions),
             "eval/accuracy_sampled": accuracy(task, problems, sampled.completions),
             "eval/response_length": sampled.completion_lengths.float().mean().item(),
+            "eval/entropy": completion_token_mean(token_entropy, [model], sampled, batch_size),
         }
         domains = sorted({p.domain for p in problems if p.domain is not None})
         if len(domains) > 1:  # several domains (multi-teacher): greedy accuracy on each
@@ -72,5 +83,5 @@ def evaluate(
                     task, [problems[i] for i in rows], [greedy.completions[i] for i in rows]
                 )
         if teacher is not None:
-            metrics["eval/reverse_kl"] = mean_reverse_kl(model, teacher, sampled, batch_size)
+            metrics["eval/reverse_kl"] = completion_token_mean(full_reverse_kl, [model, teacher], sampled, batch_size)
     return metrics

@@ -157,8 +157,13 @@ def train(
     resume: bool = False,
     on_step: Callable[[int, dict], None] | None = None,
     show_progress: bool = True,
+    eval_cache: dict | None = None,
 ) -> dict:
-    """Run the configured method; returns the final evaluation (and where the run's files are)."""
+    """Run the configured method; returns the final evaluation (and where the run's files are).
+
+    `eval_cache` (optional, shared between runs in one process) keeps the evaluations of unchanged checkpoints,
+    the teachers and the student before its first step, keyed by their paths and the task and eval settings.
+    """
     run_dir = Path(config.output_dir)
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
@@ -174,6 +179,7 @@ def train(
     models = load_models(config, "reference_logprobs" in objective.needs,
                          student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
     single_teacher = models.teacher if len(models.teachers) == 1 else None
+    single_teacher_path = models.teachers[0].path if single_teacher is not None else None
     student = models.student
     parameters = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -194,17 +200,28 @@ def train(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard)
 
-    def run_eval(model, teacher=None) -> dict:
+    def run_eval(model, teacher=None, unchanged_path: str | None = None) -> dict:
+        """Evaluate on the held-out prompts; a checkpoint loaded unchanged from `unchanged_path` is cached."""
         e = config.eval
-        return evaluate(model, models.tokenizer, task, eval_problems, teacher, e.temperature, e.max_new_tokens,
-                        e.batch_size, config.precision)  # fmt: skip
+        key = None
+        if eval_cache is not None and unchanged_path is not None:
+            teacher_path = single_teacher_path if teacher is not None else None
+            key = json.dumps([unchanged_path, teacher_path, config.task.model_dump(mode="json"),
+                              config.eval.model_dump(mode="json"), config.precision])  # fmt: skip
+            if key in eval_cache:
+                return dict(eval_cache[key])
+        metrics = evaluate(model, models.tokenizer, task, eval_problems, teacher, e.temperature, e.max_new_tokens,
+                           e.batch_size, config.precision)  # fmt: skip
+        if key is not None:
+            eval_cache[key] = dict(metrics)
+        return metrics
 
     teacher_file = run_dir / "teacher_eval.json"
     teacher_evals = {}
     if checkpoint is not None and teacher_file.exists():
         teacher_evals = json.loads(teacher_file.read_text())
     elif models.teachers:
-        teacher_evals = {t.name: run_eval(t.model) for t in models.teachers}
+        teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers}
         teacher_file.write_text(json.dumps(teacher_evals, indent=2))
     teacher_eval = next(iter(teacher_evals.values()), None)
     console.print(
@@ -213,7 +230,7 @@ def train(
                   for t in models.teachers)  # fmt: skip
     )
     if start_step == 0:
-        log.log(0, run_eval(student, single_teacher))
+        log.log(0, run_eval(student, single_teacher, unchanged_path=config.student.path))
 
     def save(step: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(prompt_rng)}
@@ -242,6 +259,7 @@ def train(
             seconds = time.perf_counter() - started
             record = {f"train/{k}": v for k, v in metrics.items()}
             record |= {"train/lr": learning_rate,
+                       "perf/step_seconds": seconds,
                        "perf/tokens_per_second": sequences.completion_mask.sum().item() / seconds}  # fmt: skip
             if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
                 last_eval = run_eval(student, single_teacher)

@@ -55,7 +55,7 @@ class Models:
 
     @property
     def teacher(self) -> PreTrainedModel | None:
-        """The first teacher: the one that samples for the `teacher`, `speculative` and `seq_kd` sources."""
+        """The first teacher: the one that the `speculative` source interleaves (and the only one of most runs)."""
         return self.teachers[0].model if self.teachers else None
 
 

@@ -9,6 +9,7 @@ from distillrl.models.roles import Models
 from distillrl.rollout.hf_generate import generate
 from distillrl.rollout.sequences import Sequences, encode_pairs
 from distillrl.rollout.speculative import speculative_generate
+from distillrl.scoring.signals import route_to_teachers
 from distillrl.tasks import Problem
 
 
@@ -20,10 +21,28 @@ def dataset_sequences(models: Models, problems: list[Problem]) -> Sequences:
     return encode_pairs(models.tokenizer, [p.prompt for p in problems], [p.solution for p in problems])
 
 
+def teacher_sequences(models: Models, problems: list[Problem], rollout) -> Sequences:
+    """G samples per prompt, each from the teacher its prompt is routed to (by `domain` with several teachers);
+    rows stay grouped by prompt in the problems' order."""
+    routes = route_to_teachers(problems, [t.name for t in models.teachers])
+    parts = []
+    for index, teacher in enumerate(models.teachers):
+        rows = (routes == index).nonzero().squeeze(-1)
+        if len(rows) == 0:
+            continue
+        part = generate(teacher.model, models.tokenizer, [problems[i].prompt for i in rows.tolist()],
+                        rollout.group_size, rollout.temperature, rollout.max_new_tokens)  # fmt: skip
+        part.prompt_index = rows[part.prompt_index]
+        parts.append(part)
+    sequences = Sequences.cat(parts, models.tokenizer.pad_token_id)
+    return sequences.select(sequences.prompt_index.argsort(stable=True))
+
+
 def sample_sequences(config, models: Models, problems: list[Problem], rng: random.Random) -> tuple[Sequences, dict]:
     """The step's sequences from `rollout.source`, and metrics about them (on-policy share, SKD acceptance).
 
-    student: G samples of pi_theta per prompt; teacher: G teacher samples (seq-KD); dataset: the solutions;
+    student: G samples of pi_theta per prompt; teacher: G samples of the prompt's teacher (seq-KD); dataset:
+    the solutions;
     mixed (GKD): with probability lmbda student samples, else teacher samples (seq_kd) or the dataset;
     speculative (SKD): student proposals kept inside the teacher's top-K, teacher samples elsewhere.
     """
@@ -44,6 +63,8 @@ def sample_sequences(config, models: Models, problems: list[Problem], rng: rando
                 rollout.max_new_tokens, rollout.speculative_top_k,
             )  # fmt: skip
             return sequences, metrics | {"speculative_acceptance": acceptance}
-        model = models.student if source == "student" else models.teacher
-        sequences = generate(model, models.tokenizer, prompts, rollout.group_size, rollout.temperature, rollout.max_new_tokens)
+        if source == "teacher":
+            return teacher_sequences(models, problems, rollout), metrics
+        sequences = generate(models.student, models.tokenizer, prompts, rollout.group_size, rollout.temperature,
+                             rollout.max_new_tokens)  # fmt: skip
     return sequences, metrics
