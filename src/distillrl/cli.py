@@ -21,6 +21,8 @@ app.add_typer(zoo_app, name="zoo")
 control_app = typer.Typer(help="Policy distillation of control policies (gymnasium, stable-baselines3).",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(control_app, name="control")
+bench_app = typer.Typer(help="Benchmarks: the papers' findings reproduced on the built-in zoo.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 console = Console()
 USER_ERRORS = (ConfigError, DatasetError, ModelLoadError)
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -214,6 +216,55 @@ def control_distill(
     out = Path(config.output_dir)
     console.print((out / "results.md").read_text())
     console.print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'returns.png'}")
+
+
+@app.command("inspect")
+def inspect_command(
+    student: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
+    teacher: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
+    prompt: list[str] = typer.Option(..., help="a prompt (repeat for several), e.g. --prompt '3+4*2='"),
+    samples: int = typer.Option(4, help="student samples per prompt"),
+    temperature: float = typer.Option(1.0, help="sampling temperature"),
+    max_new_tokens: int = typer.Option(48),
+    out: Path = typer.Option(Path("forking_tokens.html"), help="the HTML page to write"),
+) -> None:
+    """Sample from the student and shade each token by its reverse KL to the teacher (forking tokens), as HTML."""
+    from distillrl.forking import inspect_samples, render_html
+    from distillrl.models.loading import load_causal_lm, load_tokenizer
+
+    try:
+        student_model, teacher_model = load_causal_lm(student), load_causal_lm(teacher)
+        tokenizer = load_tokenizer(student)
+        if len(load_tokenizer(teacher)) != len(tokenizer):
+            raise ModelLoadError(f"--teacher {teacher}: its vocabulary differs from the student's ({student})")
+    except USER_ERRORS as error:
+        fail(error)
+    views = inspect_samples(student_model, teacher_model, tokenizer, prompt, samples, temperature, max_new_tokens)
+    out.write_text(render_html(views, f"Forking tokens: {student} vs {teacher}"))
+    for view in views:
+        peak = view.tokens[view.peak] if view.tokens else None
+        where = f"peak {peak.reverse_kl:.2f} nats at {peak.text!r} (teacher: {peak.teacher_token!r})" if peak else "empty"
+        console.print(f"{view.prompt}{view.completion}  [dim]{where}[/]", highlight=False)
+    console.print(f"wrote {out}")
+
+
+@bench_app.command("repro")
+def bench_repro(
+    only: list[str] = typer.Option([], help="run only these experiments (repeatable)"),
+    seeds: int = typer.Option(3, min=1, help="seeds per experiment"),
+    quick: bool = typer.Option(False, "--quick", help="1 seed, 2 steps per run: a smoke test of every experiment"),
+    out: Path = typer.Option(Path("docs/results"), help="where REPORT.md, plots/, raw/ and bench/ go"),
+    work: Path = typer.Option(Path("runs/bench"), help="run directories (checkpoints) of the experiments"),
+) -> None:
+    """Reproduce the papers' findings on the built-in zoo: tables, verdicts and plots in OUT/REPORT.md."""
+    from distillrl.bench.repro import run_repro
+
+    started = time.perf_counter()
+    try:
+        report = run_repro(out, work, only or None, seeds, quick)
+    except (*USER_ERRORS, ValueError) as error:
+        fail(error)
+    console.print(f"wrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 
 
 if __name__ == "__main__":

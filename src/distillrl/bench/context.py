@@ -1,0 +1,129 @@
+"""What every benchmark experiment shares: its seeds, full or quick scale, and one way to run a training run.
+
+A run is named (e.g. `opd`); two experiments that ask for the same name and seed share it, so the OPD run of
+"OPD vs SFT vs GRPO" is also the OPD row of "strong -> weak". Each run's per-step metrics are copied to
+`raw/EXPERIMENT/NAME-seedS.jsonl` beside the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distillrl.config import TrainConfig
+
+QUICK_STEPS = 2  # --quick: every run takes this many optimizer steps
+
+BASE_RUN = {
+    "student": {"path": "zoo:student-base"},
+    "teacher": {"path": "zoo:teacher"},
+    "task": {"name": "arith"},
+    "rollout": {"source": "student", "prompts_per_step": 32, "group_size": 4, "temperature": 1.0, "max_new_tokens": 40},
+    "objective": {"name": "reverse_kl", "fidelity": "sampled"},
+    "optim": {"lr": 1e-3, "warmup_steps": 10, "schedule": "cosine", "min_lr_ratio": 0.1, "max_grad_norm": 1.0},
+    "eval": {"every": 0, "num_prompts": 200, "temperature": 1.0, "max_new_tokens": 40},
+    "checkpoint": {"every": 0, "keep": 1},
+    "tensorboard": False,
+}  # fmt: skip
+"""Every benchmark run: these settings, then the run's own (same decoding and 200 held-out prompts for all)."""
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied recursively (a nested dict merges, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass
+class Run:
+    """One finished training run: its per-step records, teachers' and final evaluations, training seconds."""
+
+    name: str
+    seed: int
+    records: list[dict]
+    teachers: dict[str, dict]
+    after: dict
+    train_seconds: float  # optimizer steps only (sampling, scoring, update), evaluation excluded
+    checkpoint: Path  # the final model
+
+    @property
+    def evals(self) -> list[dict]:
+        return [r for r in self.records if "eval/accuracy_greedy" in r]
+
+    @property
+    def teacher(self) -> dict:
+        return next(iter(self.teachers.values()))
+
+
+@dataclass
+class BenchContext:
+    seeds: list[int]
+    quick: bool
+    out_dir: Path  # docs/results: REPORT.md, plots, raw/
+    work_dir: Path  # run directories (checkpoints), scratch
+    eval_cache: dict = field(default_factory=dict)
+    runs: dict = field(default_factory=dict)
+
+    def steps(self, full: int) -> int:
+        return QUICK_STEPS if self.quick else full
+
+    def scaled(self, settings: dict, steps: int, eval_every: int = 0) -> dict:
+        """`settings` for a run of `steps` optimizer steps (QUICK_STEPS with --quick), evaluated every N steps."""
+        return merged(settings, {"optim": {"steps": self.steps(steps)}, "eval": {"every": eval_every}})
+
+    def train(self, experiment: str, name: str, seed: int, settings: dict) -> Run:
+        """Run BASE_RUN + `settings` with this seed (once per name and seed in this process)."""
+        from distillrl.trainer import train
+
+        data = merged(BASE_RUN, settings)
+        data["seed"] = seed
+        data["output_dir"] = str(self.work_dir / f"{name}-seed{seed}")
+        if self.quick:
+            data["optim"]["steps"] = QUICK_STEPS
+            data["eval"]["every"] = 0
+        key = (name, seed)
+        if key in self.runs:
+            if self.runs[key][0] != data:
+                raise ValueError(f"bench: run {name!r} is defined twice with different settings")
+            run = self.runs[key][1]
+        else:
+            config = TrainConfig.model_validate(data)
+            run_dir = Path(config.output_dir)
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            summary = train(config, show_progress=not self.quick, eval_cache=self.eval_cache)
+            records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+            run = Run(
+                name=name, seed=seed, records=records, teachers=summary["teachers"], after=summary["after"],
+                train_seconds=sum(r.get("perf/step_seconds", 0.0) for r in records),
+                checkpoint=run_dir / "checkpoints" / f"step_{config.optim.steps:06d}" / "model",
+            )  # fmt: skip
+            self.runs[key] = (data, run)
+        raw = self.out_dir / "raw" / experiment / f"{name}-seed{seed}.jsonl"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text("".join(json.dumps(r) + "\n" for r in run.records))
+        return run
+
+    def evaluate(self, model_path: str | Path, task_name: str) -> dict:
+        """A checkpoint's held-out metrics on a built-in task (same prompts and decoding as the runs)."""
+        from distillrl.config import TaskConfig
+        from distillrl.evaluate import evaluate
+        from distillrl.models.loading import load_causal_lm, load_tokenizer
+        from distillrl.tasks import build_task
+
+        key = json.dumps(["evaluate", str(model_path), task_name])
+        if key not in self.eval_cache:
+            settings = BASE_RUN["eval"]
+            task = build_task(TaskConfig(name=task_name))
+            problems = task.test_problems(settings["num_prompts"])
+            self.eval_cache[key] = evaluate(load_causal_lm(str(model_path)), load_tokenizer(str(model_path)), task,
+                                            problems, None, settings["temperature"], settings["max_new_tokens"])  # fmt: skip
+        return dict(self.eval_cache[key])

@@ -1,0 +1,23 @@
+"""The methods the benchmark compares, as settings over BASE_RUN (each is the matching recipe in configs/)."""
+
+from __future__ import annotations
+
+from distillrl.bench.context import merged
+
+SFT = {"rollout": {"source": "teacher"}, "objective": {"name": "sft", "fidelity": None}}  # off-policy: teacher samples
+OPD = {"objective": {"name": "reverse_kl", "fidelity": "sampled"}}  # configs/opd.yaml
+OPD_FULL = {"objective": {"name": "reverse_kl", "fidelity": "full"}}  # configs/opd_full.yaml
+
+
+def exopd(reward_scale: float = 1.25) -> dict:
+    """G-OPD with reward scale lambda (configs/exopd.yaml at 1.25)."""
+    return {"objective": {"name": "gopd", "fidelity": None, "reward_scale": reward_scale}}
+
+
+RL_ROLLOUT = {"rollout": {"group_size": 8}}
+GRPO = merged(RL_ROLLOUT, {"teacher": None, "objective": {"name": "grpo", "fidelity": None},
+                           "optim": {"lr": 1e-4, "minibatches": 2}})  # configs/grpo.yaml  # fmt: skip
+RLAD = merged(RL_ROLLOUT, {"objective": {"name": "rlad", "fidelity": None, "rlad_alpha": 0.5},
+                           "optim": {"lr": 1e-4, "minibatches": 2}})  # configs/rlad.yaml  # fmt: skip
+KDRL = merged(RL_ROLLOUT, {"objective": {"name": "hybrid", "fidelity": None, "terms": [
+    {"name": "grpo", "weight": 1.0}, {"name": "reverse_kl", "fidelity": "full", "weight": 0.1}]}})  # configs/kdrl.yaml  # fmt: skip

@@ -1,0 +1,118 @@
+"""Forking tokens: where, in the student's own sample, the teacher disagrees most.
+
+For a sampled completion y ~ pi_theta, the per-token reverse KL at position t is
+KL_t = sum_v pi_theta(v | x, y<t) [log pi_theta(v | x, y<t) - log pi_T(v | x, y<t)], the penalty OPD puts there.
+`inspect_samples` computes it with the teacher's preferred token at each position; `render_html` shades each
+token by it (the teacher's choice on hover).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from distillrl.objectives.divergences import reverse_kl_per_token
+from distillrl.rollout.hf_generate import generate
+from distillrl.scoring.forward import completion_logits
+
+
+@dataclass
+class TokenView:
+    text: str
+    reverse_kl: float  # nats
+    student_prob: float  # pi_theta of the sampled token
+    teacher_prob: float  # pi_T of the sampled token
+    teacher_token: str  # the teacher's most likely token here
+    teacher_token_prob: float
+
+
+@dataclass
+class SampleView:
+    prompt: str
+    completion: str
+    tokens: list[TokenView]
+    correct: bool | None  # by the verifier, when an answer is known
+
+    @property
+    def fork(self) -> int | None:
+        """Index of the first token that is not the teacher's preferred one (None if the student always agrees)."""
+        return next((i for i, t in enumerate(self.tokens) if t.text != t.teacher_token), None)
+
+    @property
+    def peak(self) -> int:
+        """Index of the token with the largest reverse KL."""
+        return max(range(len(self.tokens)), key=lambda i: self.tokens[i].reverse_kl)
+
+
+@torch.no_grad()
+def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                    prompts: list[str], num_samples: int = 1, temperature: float = 1.0, max_new_tokens: int = 48,
+                    verify=None) -> list[SampleView]:  # fmt: skip
+    """Sample `num_samples` completions per prompt from the student; score every token against the teacher.
+
+    `verify(prompt_index, completion) -> bool`, when given, marks each sample correct or not.
+    """
+    sequences = generate(student, tokenizer, prompts, num_samples, temperature, max_new_tokens)
+    args = (sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
+    student_logits, teacher_logits = completion_logits(student, *args), completion_logits(teacher, *args)
+    student_lp = torch.log_softmax(student_logits.project(student_logits.hidden), dim=-1)
+    teacher_lp = torch.log_softmax(teacher_logits.project(teacher_logits.hidden), dim=-1)
+    kl = reverse_kl_per_token(student_lp, teacher_lp)
+    targets, rows = sequences.target_ids, sequences.sequence_index
+    positions = torch.arange(len(targets))
+    student_p = student_lp[positions, targets].exp()
+    teacher_p = teacher_lp[positions, targets].exp()
+    best_p, best = teacher_lp.max(-1)
+    views = []
+    for row in range(len(sequences)):
+        index = (rows == row).nonzero().squeeze(-1).tolist()
+        tokens = [TokenView(tokenizer.decode([targets[i].item()]), kl[i].item(), student_p[i].item(),
+                            teacher_p[i].item(), tokenizer.decode([best[i].item()]), best_p[i].exp().item())
+                  for i in index]  # fmt: skip
+        prompt_index = sequences.prompt_index[row].item()
+        completion = sequences.completions[row]
+        correct = None if verify is None else bool(verify(prompt_index, completion))
+        views.append(SampleView(prompts[prompt_index], completion, tokens, correct))
+    return views
+
+
+def _cell(token: TokenView, scale: float) -> str:
+    shade = min(token.reverse_kl / scale, 1.0) if scale > 0 else 0.0
+    title = (f"reverse KL {token.reverse_kl:.3f} nats | student p={token.student_prob:.3f}, teacher p="
+             f"{token.teacher_prob:.3f} | teacher prefers {token.teacher_token!r} (p={token.teacher_token_prob:.3f})")
+    text = html.escape(token.text) or "&#9166;"  # an empty piece (EOS) shows as a return sign
+    return f'<span class="tok" style="background: rgba(220, 40, 40, {shade:.3f})" title="{html.escape(title)}">{text}</span>'
+
+
+def render_html(views: list[SampleView], title: str = "Forking tokens") -> str:
+    """A page with one line per sample: each token shaded by its reverse KL (darkest = the sample set's largest)."""
+    scale = max((t.reverse_kl for v in views for t in v.tokens), default=0.0)
+    rows = []
+    for view in views:
+        verdict = "" if view.correct is None else (" ✓" if view.correct else " ✗")
+        total = sum(t.reverse_kl for t in view.tokens)
+        peak = view.tokens[view.peak] if view.tokens else None
+        note = f"sum {total:.2f} nats" + (f"; peak {peak.reverse_kl:.2f} at {peak.text!r}, teacher prefers "
+                                         f"{peak.teacher_token!r}" if peak else "")  # fmt: skip
+        rows.append(f'<div class="sample"><span class="prompt">{html.escape(view.prompt)}</span>'
+                    + "".join(_cell(t, scale) for t in view.tokens)
+                    + f'<span class="note">{verdict} {html.escape(note)}</span></div>')  # fmt: skip
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+.sample {{ font-family: monospace; font-size: 15px; margin: 0.5em 0; white-space: nowrap; }}
+.prompt {{ color: #555; margin-right: 0.2em; }}
+.tok {{ padding: 1px 0; border-right: 1px solid #eee; }}
+.note {{ color: #777; font-family: sans-serif; font-size: 12px; margin-left: 1em; }}
+</style></head><body>
+<h2>{html.escape(title)}</h2>
+<p>Each token of the student's own sample is shaded by the per-token reverse KL to the teacher, KL(pi_student ||
+pi_teacher) at that position: the penalty on-policy distillation puts there (darkest = {scale:.2f} nats).
+Hover a token for the teacher's preferred token.</p>
+{''.join(rows)}
+</body></html>
+"""
