@@ -48,8 +48,8 @@ def run(ctx: BenchContext) -> ExperimentResult:
         Claim("OPD from the earlier checkpoint restores the old behaviour and keeps the new knowledge.",
               "IF-eval 79 -> 83; internal QA 36 -> 41",
               f"arith {tuned['arith']:.3f} -> {recovered['arith']:.3f}; lists {tuned['lists']:.3f} -> "
-              f"{recovered['lists']:.3f}", restored and kept,
-              "Restored: arith up by more than 0.02; kept: lists down by at most 0.02."),
+              f"{recovered['lists']:.3f}", (restored and kept) or (None if restored or kept else False),
+              "Restored: arith up by more than 0.02; kept: lists down by at most 0.02. Partly: one of the two."),
     ]  # fmt: skip
     return ExperimentResult(
         NAME, "6. Continual learning",

@@ -14,8 +14,9 @@ from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std
 NAME = "fusion"
 STEPS = 60
 DOMAINS = ("arith", "lists")
-TEACHERS = {"student": {"path": "zoo:domain-base"}, "task": {"name": "mix"}, "teacher": None,
+TEACHERS = {"student": {"path": "zoo:domain-base"}, "task": {"name": "mix"}, "teacher": None, "optim": {"lr": 1e-4},
             "teachers": [{"name": d, "path": f"zoo:teacher-{d}"} for d in DOMAINS]}  # fmt: skip
+# lr 1e-4 as in the same-size lambda sweep: each teacher is one GRPO stage away from the student.
 
 
 def run(ctx: BenchContext) -> ExperimentResult:
@@ -52,6 +53,6 @@ def run(ctx: BenchContext) -> ExperimentResult:
         "Student zoo:domain-base (3x96); each prompt of the `mix` task (arith and lists, half each) is routed to "
         "its domain's teacher (same size, GRPO'd from the student). SFT on the routed teachers' samples, OPD "
         "(sampled-token reverse KL) and ExOPD (lambda 1.25, pi_ref = the student's initial weights); 32 prompts x 4 "
-        f"samples, lr 1e-3, {ctx.steps(STEPS)} steps. Accuracy per domain on 200 held-out mix prompts (100 each).",
+        f"samples, lr 1e-4 (as in experiment 2), {ctx.steps(STEPS)} steps. Accuracy per domain on 200 held-out mix prompts (100 each).",
         ctx.seeds, ctx.quick, tables=[table], claims=claims,
     )  # fmt: skip

@@ -14,7 +14,10 @@ from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std
 NAME = "lambda_sweep"
 STEPS = 50
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-SAME_SIZE = {"student": {"path": "zoo:domain-base"}, "teacher": {"path": "zoo:teacher-arith"}}
+SAME_SIZE = {"student": {"path": "zoo:domain-base"}, "teacher": {"path": "zoo:teacher-arith"}, "optim": {"lr": 1e-4},
+             "rollout": {"prompts_per_step": 64, "group_size": 1}}  # one sample per prompt, as in the paper
+# lr 1e-4, not the recipes' 1e-3: the teacher is one GRPO stage away from the student, and at 1e-3 (a first full
+# run) every lambda > 0 fell below the starting student (OPD 0.592 +- 0.021 against 0.660 before).
 METRICS = (("eval/accuracy_greedy", "accuracy"), ("eval/accuracy_sampled", "sampled accuracy"),
            ("eval/response_length", "response length"), ("eval/entropy", "entropy (nats/token)"))  # fmt: skip
 
@@ -49,13 +52,18 @@ def run(ctx: BenchContext) -> ExperimentResult:
               longer, "Mean sampled response length, tokens."),
         Claim("lambda = 1.5 may be unstable.", "instability at 1.5",
               f"accuracy {mean(1.5):.3f} at 1.5 vs {ex:.3f} at 1.25; seed spread {spread[2]:.3f} vs {spread[1]:.3f}",
-              mean(1.5) < ex or spread[2] > spread[1], "Unstable here means lower or more seed-dependent accuracy than 1.25."),
+              mean(1.5) < ex - 0.02 or spread[2] > max(2 * spread[1], 0.01),
+              "Unstable here means accuracy more than 0.02 below lambda 1.25's, or a seed spread above twice "
+              "1.25's (and above 0.01); smaller differences are within the seeds' noise."),
     ]  # fmt: skip
     return ExperimentResult(
         NAME, "2. ExOPD lambda sweep (same size)",
         "Student zoo:domain-base (3x96), teacher zoo:teacher-arith (the same model after 150 GRPO steps on arith), "
         "reference pi_ref = the student's initial weights = the teacher's pre-RL base; G-OPD with sampled-token "
-        f"advantage, 32 prompts x 4 samples per step, lr 1e-3, {ctx.steps(STEPS)} steps (the paper's 50).",
+        f"advantage, 64 prompts x 1 sample per step (the paper's n = 1), lr 1e-4, {ctx.steps(STEPS)} steps (the paper's 50). A first full "
+        "run at the recipes' lr 1e-3 (32 prompts x 4 samples) pushed every lambda > 0 below the starting student "
+        "(OPD 0.592 +- 0.021 against 0.660): the teacher is a single GRPO stage away from the student, so the signal is small and the step size "
+        "must be too.",
         ctx.seeds, ctx.quick, tables=[table], claims=claims, plots=["plots/lambda_sweep.png"],
     )  # fmt: skip
 
