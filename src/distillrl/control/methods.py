@@ -5,11 +5,11 @@ records the student's return after every round against the number of teacher-lab
 - `dagger`: on-policy, on states the student visits; round i acts with the teacher with probability beta_i
   (linear or exponential schedule, beta_0 = 1) and trains on everything aggregated so far.
 - `tree`: DAgger into a decision tree (teacher's greedy action as the label).
-- `hybrid` (refined policy distillation): DAgger plus PPO on the environment's reward,
-  L = kd_weight L_KD + lambda L_task. L_KD runs over every teacher-labelled state aggregated so far (as in
-  DAgger); L_task is PPO on the round's fresh rollout. Round i acts with the teacher with probability beta_i,
-  else with the student's sampled action, and PPO's ratio is taken against that behaviour policy
-  mu = beta_i pi_T + (1 - beta_i) pi_old (an importance-corrected, clipped update; beta = 0 is plain PPO).
+- `hybrid` (refined policy distillation): PPO on the environment's reward plus the KD term on the visited
+  states, L = kd_weight L_KD + lambda L_task. Like DAgger it starts from the teacher's states: round i acts
+  with the teacher with probability beta_i, else with the student's sampled action, and PPO's ratio is taken
+  against that behaviour policy mu = beta_i pi_T + (1 - beta_i) pi_old (an importance-corrected, clipped
+  update; beta = 0 is plain PPO).
 
 Every method returns the best of its rounds on the curve's validation episodes (DAgger's rule, also VIPER's);
 the final evaluation runs on other episodes.
@@ -126,26 +126,23 @@ def distill_by_aggregation(config: ControlConfig, method: MethodConfig, teacher:
 def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int,
                    num_actions: int) -> MethodResult:  # fmt: skip
     """Refined policy distillation: the beta-mixed behaviour acts (the student sampling), every visited state is
-    teacher-labelled and aggregated, and the loss is kd_weight * KD (on the aggregate) + task_weight * (PPO
-    clipped surrogate + 0.5 value error, on the fresh rollout, GAE advantages)."""
+    teacher-labelled, and the loss is kd_weight * KD + task_weight * (PPO clipped surrogate + 0.5 value error)
+    with GAE advantages."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     student = MLPPolicy(obs_dim, num_actions, config.student.hidden)
     critic = MLPPolicy(obs_dim, 1, [64, 64])  # used in training only; not part of the deployed student
     optimizer = torch.optim.Adam([*student.parameters(), *critic.parameters()], lr=config.student.lr)
     collector = Collector(make_vector_env(config.env, config.num_envs, config.seed), config.seed)
-    result, started = MethodResult(method.title, count_parameters(student)), time.perf_counter()
+    result, labelled, started = MethodResult(method.title, count_parameters(student)), 0, time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    states, labels = [], []
     for round_index in range(config.iterations):
         beta = teacher_share(method, round_index)
         sampled_student = lambda s: student.act(s, greedy=False)  # noqa: E731
         batch = collector.collect(mixed_actor(teacher, sampled_student, beta, rng), config.samples_per_iteration)
-        states.append(torch.as_tensor(batch.states))
-        labels.append(teacher.logits(batch.states))
-        labelled = (torch.cat(states), torch.cat(labels))
-        update_hybrid(student, critic, optimizer, batch, labelled, beta, method, config, generator)
-        result.record_round(config, student, len(labelled[0]))
+        update_hybrid(student, critic, optimizer, batch, teacher, beta, method, config, generator)
+        labelled += len(batch.states)
+        result.record_round(config, student, labelled)
     return result.finish(config, started)
 
 
@@ -156,17 +153,13 @@ def behaviour_logprobs(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return mixture.gather(-1, actions[:, None]).squeeze(-1).log()
 
 
-def update_hybrid(student: MLPPolicy, critic: MLPPolicy, optimizer, batch: Transitions,
-                  labelled: tuple[torch.Tensor, torch.Tensor], beta: float, method: MethodConfig, config: ControlConfig,
-                  generator: torch.Generator) -> None:  # fmt: skip
-    """`epochs` passes over the labelled aggregate in minibatches (the KD term); each step adds the PPO term
-    on a minibatch of the fresh rollout (whose teacher labels are the aggregate's last rows)."""
+def update_hybrid(student: MLPPolicy, critic: MLPPolicy, optimizer, batch: Transitions, teacher: TeacherPolicy,
+                  beta: float, method: MethodConfig, config: ControlConfig, generator: torch.Generator) -> None:  # fmt: skip
     num_envs = config.num_envs
     as_time_major = lambda x: torch.as_tensor(x, dtype=torch.float32).reshape(num_envs, -1).T  # noqa: E731
     states, actions = torch.as_tensor(batch.states), torch.as_tensor(batch.actions)
-    all_states, all_labels = labelled
     with torch.no_grad():
-        teacher_logits = all_labels[-len(states):]
+        teacher_logits = teacher.logits(batch.states)
         old_logprobs = behaviour_logprobs(student(states), teacher_logits, actions, beta)
         values = critic(states).squeeze(-1)
         next_values = critic(torch.as_tensor(batch.final_states)).squeeze(-1)
@@ -175,13 +168,13 @@ def update_hybrid(student: MLPPolicy, critic: MLPPolicy, optimizer, batch: Trans
                                             as_time_major(batch.terminated)).T.reshape(-1)  # fmt: skip
         returns = advantages + values
     for _ in range(config.epochs):
-        for kd_rows in torch.randperm(len(all_states), generator=generator).split(config.batch_size):
-            rows = torch.randperm(len(states), generator=generator)[: config.batch_size]
-            logprobs = torch.log_softmax(student(states[rows]), -1).gather(-1, actions[rows, None]).squeeze(-1)
+        for rows in torch.randperm(len(states), generator=generator).split(config.batch_size):
+            logits = student(states[rows])
+            logprobs = torch.log_softmax(logits, -1).gather(-1, actions[rows, None]).squeeze(-1)
             normalised = (advantages[rows] - advantages[rows].mean()) / (advantages[rows].std() + 1e-8)
             task = clipped_surrogate(logprobs - old_logprobs[rows], normalised, 0.2, 0.2).mean()
             task = task + 0.5 * (critic(states[rows]).squeeze(-1) - returns[rows]).pow(2).mean()
-            kd = policy_kd_loss(student(all_states[kd_rows]), all_labels[kd_rows], method.loss, method.temperature)
+            kd = policy_kd_loss(logits, teacher_logits[rows], method.loss, method.temperature)
             loss = method.kd_weight * kd + method.task_weight * task
             optimizer.zero_grad()
             loss.backward()
