@@ -85,8 +85,9 @@ def render_report(out_dir: Path, order: list[str]) -> Path:
         "± sample standard deviation over seeds; a seed changes the training prompts and samples, not the models. "
         "Raw per-step metrics are in `raw/`.",
         "",
-        f"Wall time on this machine: **{total / 60:.1f} min** in all "
-        + ", ".join(f"{r.name} {r.wall_seconds / 60:.1f}" for r in results) + " (minutes per experiment).",
+        f"Wall time on this machine: **{total / 60:.1f} min**, the sum of each experiment's latest run "
+        "(`--only` reruns one; runs shared between experiments count once, where first run): "
+        + ", ".join(f"{r.name} {r.wall_seconds / 60:.1f}" for r in results) + " (minutes).",
         "",
         "## Verdicts",
         "",
