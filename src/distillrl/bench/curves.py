@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 
 from distillrl.bench.context import Run
+from distillrl.report.plots import plt, save_figure
 
 ACCURACY = "eval/accuracy_greedy"
 
@@ -31,11 +32,6 @@ def first_reaching(run: Run, level: float, key: str = ACCURACY) -> tuple[int, fl
 def plot_mean_curves(path: Path, runs_by_label: dict[str, list[Run]], x: str, title: str,
                      teacher_level: float | None = None, key: str = ACCURACY) -> None:  # fmt: skip
     """Mean over seeds of `key` against steps (x='steps') or training seconds (x='seconds'), a band of +- std."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axis = plt.subplots(figsize=(6, 4))
     for label, runs in runs_by_label.items():
         curves = [eval_curve(run, key) for run in runs]
@@ -52,7 +48,4 @@ def plot_mean_curves(path: Path, runs_by_label: dict[str, list[Run]], x: str, ti
     axis.set_ylabel("held-out accuracy (greedy)")
     axis.set_title(title)
     axis.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -10,6 +10,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG, creating the folder) and close a figure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_training_curves(records: list[dict], path: str | Path, teacher_accuracy: float | None = None) -> Path:
     """Held-out accuracy (greedy and sampled) and reverse KL to the teacher against step, side by side."""
     evals = [r for r in records if "eval/accuracy_greedy" in r]
@@ -30,8 +40,4 @@ def plot_training_curves(records: list[dict], path: str | Path, teacher_accuracy
     kl_ax.set(xlabel="step", ylabel="nats / token", title="Reverse KL to the teacher")
     if kl_ax.lines:
         kl_ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

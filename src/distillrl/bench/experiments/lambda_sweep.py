@@ -10,6 +10,7 @@ import statistics
 from distillrl.bench.context import BenchContext
 from distillrl.bench.methods import exopd
 from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std
+from distillrl.report.plots import plt, save_figure
 
 NAME = "lambda_sweep"
 STEPS = 50
@@ -69,11 +70,6 @@ def run(ctx: BenchContext) -> ExperimentResult:
 
 
 def plot(ctx: BenchContext, runs: dict, teacher: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for axis, (key, label) in zip(axes, (METRICS[0], METRICS[2], METRICS[3])):
         values = [[r.after[key] for r in runs[lam]] for lam in LAMBDAS]
@@ -86,8 +82,4 @@ def plot(ctx: BenchContext, runs: dict, teacher: dict) -> None:
         axis.set_ylabel(label)
         axis.legend()
     figure.suptitle("G-OPD: lambda < 1 interpolates towards pi_ref, 1 is OPD, > 1 extrapolates (ExOPD)")
-    figure.tight_layout()
-    path = ctx.out_dir / "plots" / "lambda_sweep.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, ctx.out_dir / "plots" / "lambda_sweep.png")

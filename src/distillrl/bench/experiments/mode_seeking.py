@@ -15,6 +15,7 @@ import torch
 from distillrl.bench.context import BenchContext
 from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std
 from distillrl.objectives.divergences import forward_kl_per_token, reverse_kl_per_token
+from distillrl.report.plots import plt, save_figure
 
 NAME = "mode_seeking"
 VOCAB, MODES, WIDTH = 32, (8.0, 23.0), 2.0
@@ -88,11 +89,6 @@ def run(ctx: BenchContext) -> ExperimentResult:
 
 
 def plot(ctx: BenchContext, target: torch.Tensor, fits: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axes = plt.subplots(1, len(fits), figsize=(10, 3.4), sharey=True)
     tokens = range(VOCAB)
     for axis, (label, students) in zip(axes, fits.items()):
@@ -103,8 +99,4 @@ def plot(ctx: BenchContext, target: torch.Tensor, fits: dict) -> None:
         axis.set_xlabel("token")
         axis.legend(fontsize=7)
     axes[0].set_ylabel("probability")
-    figure.tight_layout()
-    path = ctx.out_dir / "plots" / "mode_seeking.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, ctx.out_dir / "plots" / "mode_seeking.png")
