@@ -103,3 +103,15 @@ def test_control_cli_reports_config_errors_with_the_line(tmp_path):
     assert result.exit_code == 2
     output = " ".join(result.output.split())  # the console wraps long lines
     assert f"{path}:4: methods.0.beta_schedule: Input should be 'linear' or 'exponential'" in output
+
+
+def test_builtin_teacher_variants_resolve_and_unknown_ones_are_named():
+    from distillrl.control.policies import builtin_teacher_path, resolve_teacher
+
+    weak = resolve_teacher("builtin:weak", "CartPole-v1")
+    strong = resolve_teacher("builtin", "CartPole-v1")
+    assert builtin_teacher_path("CartPole-v1", "weak").name == "CartPole-v1-weak.zip"
+    states = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    assert not torch.allclose(weak.logits(states), strong.logits(states))
+    with pytest.raises(ValueError, match=r"teacher.path: no built-in teacher 'builtin:nope' for CartPole-v1 \(have: .*CartPole-v1-weak"):
+        resolve_teacher("builtin:nope", "CartPole-v1")

@@ -11,7 +11,8 @@ from distillrl.config import Strict, load_config
 
 
 class ControlTeacherConfig(Strict):
-    path: str = Field("builtin", description="`builtin` (the shipped teacher for env) or a saved SB3 PPO/A2C model")
+    path: str = Field("builtin", description="`builtin` (the shipped teacher for env), `builtin:weak` (CartPole-v1's weak "
+                      "teacher) or a saved SB3 PPO/A2C model")
 
 
 class ControlStudentConfig(Strict):

@@ -76,18 +76,20 @@ class TeacherPolicy:
         return actions_from_logits(self.logits(states), greedy)
 
 
-def builtin_teacher_path(env_id: str) -> Path:
-    return BUILTIN_TEACHERS / f"{env_id}.zip"
+def builtin_teacher_path(env_id: str, variant: str = "") -> Path:
+    """The shipped teacher for the environment: `ENV.zip`, or `ENV-VARIANT.zip` (e.g. a deliberately weak one)."""
+    return BUILTIN_TEACHERS / (f"{env_id}-{variant}.zip" if variant else f"{env_id}.zip")
 
 
 def resolve_teacher(path: str, env_id: str) -> TeacherPolicy:
-    """`builtin` is the shipped teacher for the environment; anything else is a saved SB3 model."""
-    if path == "builtin":
-        builtin = builtin_teacher_path(env_id)
+    """`builtin` is the shipped teacher for the environment, `builtin:VARIANT` a shipped variant (CartPole-v1 has
+    `weak`: PPO stopped at 6,000 steps); anything else is a saved SB3 model."""
+    if path == "builtin" or path.startswith("builtin:"):
+        builtin = builtin_teacher_path(env_id, path.partition(":")[2])
         if not builtin.exists():
             shipped = sorted(p.stem for p in BUILTIN_TEACHERS.glob("*.zip"))
-            raise ValueError(f"teacher.path: no built-in teacher for {env_id} (have: {', '.join(shipped)}); train "
-                             f"one with `distillrl control teacher --env {env_id} --out DIR`")  # fmt: skip
+            raise ValueError(f"teacher.path: no built-in teacher {path!r} for {env_id} (have: {', '.join(shipped)}); "
+                             f"train one with `distillrl control teacher --env {env_id} --out DIR`")  # fmt: skip
         return TeacherPolicy(builtin)
     return TeacherPolicy(path)
 
