@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillrl.config import TrainConfig
+from distillrl.report.metrics import read_metrics
 
 QUICK_STEPS = 2  # --quick: every run takes this many optimizer steps
 
@@ -53,6 +54,7 @@ class Run:
     after: dict
     train_seconds: float  # optimizer steps only (sampling, scoring, update), evaluation excluded
     checkpoint: Path  # the final model
+    metrics: Path  # the run's metrics.jsonl
 
     @property
     def evals(self) -> list[dict]:
@@ -76,8 +78,9 @@ class BenchContext:
         return QUICK_STEPS if self.quick else full
 
     def scaled(self, settings: dict, steps: int, eval_every: int = 0) -> dict:
-        """`settings` for a run of `steps` optimizer steps (QUICK_STEPS with --quick), evaluated every N steps."""
-        return merged(settings, {"optim": {"steps": self.steps(steps)}, "eval": {"every": eval_every}})
+        """`settings` for a run of `steps` optimizer steps, evaluated every N steps (--quick: QUICK_STEPS, evaluated
+        before and after only)."""
+        return merged(settings, {"optim": {"steps": self.steps(steps)}, "eval": {"every": 0 if self.quick else eval_every}})
 
     def train(self, experiment: str, name: str, seed: int, settings: dict) -> Run:
         """Run BASE_RUN + `settings` with this seed (once per name and seed in this process)."""
@@ -86,9 +89,6 @@ class BenchContext:
         data = merged(BASE_RUN, settings)
         data["seed"] = seed
         data["output_dir"] = str(self.work_dir / f"{name}-seed{seed}")
-        if self.quick:
-            data["optim"]["steps"] = QUICK_STEPS
-            data["eval"]["every"] = 0
         key = (name, seed)
         if key in self.runs:
             if self.runs[key][0] != data:
@@ -100,16 +100,17 @@ class BenchContext:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             summary = train(config, show_progress=not self.quick, eval_cache=self.eval_cache)
-            records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+            records = read_metrics(run_dir)
             run = Run(
                 name=name, seed=seed, records=records, teachers=summary["teachers"], after=summary["after"],
                 train_seconds=sum(r.get("perf/step_seconds", 0.0) for r in records),
                 checkpoint=run_dir / "checkpoints" / f"step_{config.optim.steps:06d}" / "model",
+                metrics=run_dir / "metrics.jsonl",
             )  # fmt: skip
             self.runs[key] = (data, run)
         raw = self.out_dir / "raw" / experiment / f"{name}-seed{seed}.jsonl"
         raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text("".join(json.dumps(r) + "\n" for r in run.records))
+        shutil.copyfile(run.metrics, raw)
         return run
 
     def evaluate(self, model_path: str | Path, task_name: str) -> dict:
