@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from distillrl import runtime
+
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
 
 
@@ -36,11 +38,12 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def rng_state(prompt_rng: random.Random) -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "prompts": prompt_rng.getstate()}
+    """Every RNG a run draws from: torch's (CPU and GPUs), Python's and the prompt stream."""
+    return {**runtime.rng_state(), "python": random.getstate(), "prompts": prompt_rng.getstate()}
 
 
 def restore_rng_state(state: dict, prompt_rng: random.Random) -> None:
-    torch.set_rng_state(state["torch"])
+    runtime.restore_rng(state)
     random.setstate(state["python"])
     prompt_rng.setstate(state["prompts"])
 
@@ -65,4 +68,4 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_st
 
 
 def load_trainer_state(checkpoint: Path) -> dict:
-    return torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    return torch.load(checkpoint / "trainer_state.pt", weights_only=False, map_location="cpu")

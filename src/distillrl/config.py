@@ -17,6 +17,9 @@ from distillrl.tasks.arith import ArithDifficulty
 from distillrl.tasks.lists import ListsDifficulty
 
 
+DEVICE_SPEC = r"^(auto|cpu|cuda(:\d+)?)$"  # checked again against the machine by runtime.resolve_device
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,6 +41,10 @@ class StudentConfig(Strict):
 class TeacherConfig(Strict):
     name: str = Field("teacher", description="multi-teacher: prompts whose `domain` equals this name use it")
     path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id")
+    device: str | None = Field(
+        None, pattern=DEVICE_SPEC, description="where this teacher (and its reference) runs: cpu, cuda or "
+        "cuda:N (default: the run's `device`)"
+    )
     reference: str | None = Field(
         None, description="gopd reference pi_ref for this teacher (default: the student's initial weights); "
         "the teacher's pre-RL base gives reward correction"
@@ -79,6 +86,10 @@ class RolloutConfig(Strict):
     lmbda: float = Field(0.5, ge=0, le=1, description="mixed only: probability that a step is on-policy")
     seq_kd: bool = Field(False, description="mixed only: the off-policy steps use teacher samples, not the dataset")
     speculative_top_k: int = Field(25, ge=1, description="speculative only: the teacher's top-K that accepts a proposal")
+    engine: Literal["auto", "hf", "static"] = Field(
+        "auto", description="sampling engine: hf (transformers' generate), static (static KV cache, prompts padded to "
+        "length buckets, a compiled decode step on GPUs) or auto (static on a GPU, hf on the CPU)"
+    )
 
 
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd", "skew_kl")
@@ -106,7 +117,10 @@ class ObjectiveConfig(Strict):
     rlad_alpha: float = Field(0.5, ge=0, le=1, description="rlad only: weight of pi_old in the anchor (1 is GRPO)")
     rlad_teacher_clamp: float = Field(1.0, gt=0, description="rlad only: log(pi_theta/pi_T) clamped to +-this")
     terms: list["ObjectiveConfig"] = Field(default_factory=list, description="hybrid only: the weighted terms")
-    chunk_size: int = Field(1024, ge=1, description="positions per chunk for vocabulary-wide terms")
+    chunk_size: int | None = Field(
+        None, ge=1, description="positions per chunk for vocabulary-wide terms (default: about 2^26 logits a chunk, "
+        "at most 1024 positions)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveConfig":
@@ -166,7 +180,11 @@ class CheckpointConfig(Strict):
 class TrainConfig(Strict):
     seed: int = 0
     output_dir: str = "runs/train"
-    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = Field("auto", pattern=DEVICE_SPEC, description="auto (a GPU when there is one), cpu, cuda, cuda:N")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16: bf16 compute over fp32 master weights, frozen models in bf16; auto: bf16 on a GPU, "
+        "fp32 on the CPU"
+    )
     student: StudentConfig = Field(default_factory=StudentConfig)
     teacher: TeacherConfig | None = Field(default_factory=TeacherConfig, description="one teacher for every prompt")
     teachers: list[TeacherConfig] | None = Field(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
@@ -10,20 +9,14 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.objectives.reverse_kl import full_reverse_kl
-from distillrl.rollout.hf_generate import generate
+from distillrl.rollout.engines import HFEngine, RolloutEngine
 from distillrl.rollout.sequences import Sequences
+from distillrl.runtime import autocast, fork_rng
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.tasks.base import Problem, Task
 
 EVAL_SEED = 1234  # sampled evaluation uses its own RNG stream: comparable across steps, training RNG untouched
-
-
-def autocast(precision: str, device: torch.device | str = "cpu"):
-    """bf16 autocast for `precision: bf16`, nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def accuracy(task: Task, problems: list[Problem], completions: list[str]) -> float:
@@ -38,12 +31,18 @@ def token_entropy(policy: ChunkedLogits) -> Tensor:
 @torch.no_grad()
 def completion_token_mean(per_token: Callable[..., Tensor], models: list[PreTrainedModel], sequences: Sequences,
                           batch_size: int = 256) -> float:  # fmt: skip
-    """Mean over the completion tokens of `sequences` of per_token(logits of each model at those positions)."""
+    """Mean over the completion tokens of `sequences` of per_token(logits of each model at those positions), each
+    model run on its own device and the logits brought to the first model's."""
     total, count = 0.0, 0
+    devices = [next(model.parameters()).device for model in models]
     for start in range(0, len(sequences), batch_size):
         part = sequences.select(slice(start, start + batch_size))
-        args = (part.input_ids, part.attention_mask, part.completion_mask)
-        values = per_token(*(completion_logits(model, *args) for model in models))
+        logits = []
+        for model, device in zip(models, devices):
+            part_here = part.to(device)
+            logits.append(completion_logits(model, part_here.input_ids, part_here.attention_mask,
+                                            part_here.completion_mask).to(devices[0]))  # fmt: skip
+        values = per_token(*logits)
         total, count = total + values.sum().item(), count + values.numel()
     return total / max(count, 1)
 
@@ -59,16 +58,18 @@ def evaluate(
     max_new_tokens: int = 48,
     batch_size: int = 256,
     precision: str = "fp32",
+    engine: RolloutEngine | None = None,
 ) -> dict[str, float]:
     """eval/accuracy_greedy, eval/accuracy_sampled (at `temperature`), eval/response_length (sampled, tokens),
     eval/entropy (nats per token on the sampled completions), eval/accuracy_greedy/DOMAIN when the problems
     span several domains and, with a teacher, eval/reverse_kl (nats per token on the sampled completions)."""
     prompts = [p.prompt for p in problems]
-    with autocast(precision, model.device):
-        greedy = generate(model, tokenizer, prompts, 1, 0.0, max_new_tokens, batch_size)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(EVAL_SEED)
-            sampled = generate(model, tokenizer, prompts, 1, temperature, max_new_tokens, batch_size)
+    engine = engine or HFEngine(model, tokenizer, batch_size)
+    device = next(model.parameters()).device
+    with autocast(precision, device):
+        greedy = engine.generate(prompts, 1, 0.0, max_new_tokens)
+        with fork_rng(device, EVAL_SEED):
+            sampled = engine.generate(prompts, 1, temperature, max_new_tokens)
         metrics = {
             "eval/accuracy_greedy": accuracy(task, problems, greedy.completions),
             "eval/accuracy_sampled": accuracy(task, problems, sampled.completions),

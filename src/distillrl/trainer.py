@@ -31,7 +31,7 @@ from torch import Tensor
 from distillrl.batch import Batch
 from distillrl.checkpoint import latest_checkpoint, load_trainer_state, restore_rng_state, rng_state, save_checkpoint
 from distillrl.config import ConfigError, TrainConfig
-from distillrl.evaluate import autocast, evaluate
+from distillrl.evaluate import evaluate
 from distillrl.models.loading import count_parameters, load_tokenizer
 from distillrl.models.roles import Models, load_models
 from distillrl.objectives import Objective, build_objective
@@ -39,7 +39,9 @@ from distillrl.report.metrics import MetricsLog
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
+from distillrl.runtime import autocast, synchronize
 from distillrl.scoring.forward import completion_logits
+from distillrl.scoring.logits import default_chunk_size
 from distillrl.scoring.signals import score_rollout
 from distillrl.tasks import build_task
 
@@ -63,6 +65,26 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str,
     return 1.0
 
 
+class PhaseTimer:
+    """Wall seconds of a step's phases (rollout, score, update); the device is synchronised at each mark so a
+    phase's queued GPU work is counted in that phase."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self.started = self.last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[phase] = now - self.last
+        self.last = now
+
+    @property
+    def total(self) -> float:
+        return self.last - self.started
+
+
 def prompt_rows(sequences: Sequences, prompts: Tensor) -> Tensor:
     """The rows (ascending) that answer any of `prompts`."""
     return torch.isin(sequences.prompt_index, prompts).nonzero().squeeze(-1)
@@ -83,7 +105,7 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
     totals: dict[str, float] = {}
     grad_norms = []
     for _ in range(optim.epochs):
-        order = prompts[torch.randperm(len(prompts))] if optim.epochs * optim.minibatches > 1 else prompts
+        order = prompts[torch.randperm(len(prompts), device=prompts.device)] if optim.epochs * optim.minibatches > 1 else prompts
         for minibatch in order.tensor_split(optim.minibatches):
             minibatch_tokens = sequences.completion_mask[prompt_rows(sequences, minibatch)].sum().item()
             if minibatch_tokens == 0:
@@ -93,7 +115,7 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
                 micro = sequences.select(rows)
                 if micro.completion_mask.sum() == 0:
                     continue
-                with autocast(config.precision, models.student.device):
+                with autocast(models.precision, models.device):
                     policy_logits = completion_logits(models.student, micro.input_ids, micro.attention_mask,
                                                       micro.completion_mask)  # fmt: skip
                     batch = replace(signals.select(rows), num_tokens=minibatch_tokens, policy_logits=policy_logits)
@@ -178,13 +200,13 @@ def train(
     check_before_loading(config, task, objective)
     models = load_models(config, "reference_logprobs" in objective.needs,
                          student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
+    student = models.student
+    chunk_size = config.objective.chunk_size or default_chunk_size(student.get_output_embeddings().weight.shape[0])
     single_teacher = models.teacher if len(models.teachers) == 1 else None
     single_teacher_path = models.teachers[0].path if single_teacher is not None else None
-    student = models.student
     parameters = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        parameters, lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay
-    )
+    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, betas=config.optim.betas,
+                                  weight_decay=config.optim.weight_decay, fused=models.device.type == "cuda")  # fmt: skip
     optim = config.optim
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, optim.warmup_steps, optim.steps, optim.schedule, optim.min_lr_ratio)
@@ -207,11 +229,11 @@ def train(
         if eval_cache is not None and unchanged_path is not None:
             teacher_path = single_teacher_path if teacher is not None else None
             key = json.dumps([unchanged_path, teacher_path, config.task.model_dump(mode="json"),
-                              config.eval.model_dump(mode="json"), config.precision])  # fmt: skip
+                              config.eval.model_dump(mode="json"), models.precision, str(models.device)])  # fmt: skip
             if key in eval_cache:
                 return dict(eval_cache[key])
         metrics = evaluate(model, models.tokenizer, task, eval_problems, teacher, e.temperature, e.max_new_tokens,
-                           e.batch_size, config.precision)  # fmt: skip
+                           e.batch_size, models.precision, models.engine(model, e.batch_size))  # fmt: skip
         if key is not None:
             eval_cache[key] = dict(metrics)
         return metrics
@@ -245,22 +267,27 @@ def train(
         bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
         student.train()
         for step in range(start_step + 1, optim.steps + 1):
-            started = time.perf_counter()
+            phases = PhaseTimer(models.device)
             problems = [task.sample_train(prompt_rng) for _ in range(config.rollout.prompts_per_step)]
             sequences, metrics = sample_sequences(config, models, problems, prompt_rng)
-            signals = score_rollout(models, objective.needs, sequences, problems, task.reward,
-                                    top_k=max(leaf.top_k for leaf in config.objective.leaves()),
-                                    rows_per_pass=-(-len(sequences) // optim.grad_accum),
-                                    chunk_size=config.objective.chunk_size)  # fmt: skip
+            phases.mark("rollout")
+            with autocast(models.precision, models.device):
+                signals = score_rollout(models, objective.needs, sequences, problems, task.reward,
+                                        top_k=max(leaf.top_k for leaf in config.objective.leaves()),
+                                        rows_per_pass=-(-len(sequences) // optim.grad_accum),
+                                        chunk_size=chunk_size)  # fmt: skip
+            phases.mark("score")
             metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
             learning_rate = scheduler.get_last_lr()[0]
             metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters)
             scheduler.step()
-            seconds = time.perf_counter() - started
+            phases.mark("update")
+            seconds = phases.total
             record = {f"train/{k}": v for k, v in metrics.items()}
             record |= {"train/lr": learning_rate,
                        "perf/step_seconds": seconds,
-                       "perf/tokens_per_second": sequences.completion_mask.sum().item() / seconds}  # fmt: skip
+                       "perf/tokens_per_second": sequences.completion_mask.sum().item() / seconds,
+                       **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
             if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
                 last_eval = run_eval(student, single_teacher)
                 record |= last_eval

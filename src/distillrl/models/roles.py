@@ -8,7 +8,7 @@ with its adapter disabled, which costs no memory.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -16,6 +16,8 @@ from transformers import PreTrainedModel
 
 from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
 from distillrl.models.student import load_student
+from distillrl.rollout.engines import RolloutEngine, build_engine
+from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import ChunkedLogits
 
@@ -29,11 +31,13 @@ class FrozenScorer:
 
     @torch.no_grad()
     def logits(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> ChunkedLogits:
+        """The model's ChunkedLogits at the completion positions, computed on the model's device."""
         was_training = self.model.training
         self.model.eval()
+        device = next(self.model.parameters()).device
         context = self.model.disable_adapter() if self.adapter_disabled else contextlib.nullcontext()
         with context:
-            logits = completion_logits(self.model, input_ids, attention_mask, completion_mask)
+            logits = completion_logits(self.model, input_ids.to(device), attention_mask.to(device), completion_mask.to(device))
         self.model.train(was_training)
         return logits
 
@@ -52,6 +56,17 @@ class Models:
     teachers: list[Teacher]
     tokenizer: object
     reference: FrozenScorer | None  # the student's initial weights (the default reference)
+    device: torch.device  # the student's, where every Batch tensor lives
+    precision: str  # fp32 or bf16 (resolved from `auto`)
+    engine_name: str = "hf"  # rollout.engine
+    engines: dict[int, RolloutEngine] = field(default_factory=dict)
+
+    def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
+        """The rollout engine that samples from `model` (one per model and batch size, built on first use)."""
+        key = (id(model), batch_size)
+        if key not in self.engines:
+            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size)
+        return self.engines[key]
 
     @property
     def teacher(self) -> PreTrainedModel | None:
@@ -60,28 +75,36 @@ class Models:
 
 
 def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
-    """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer."""
-    tokenizer = load_tokenizer(config.student.path)
-    student = load_student(student_path or config.student.path, config.student.lora)
-    loaded: dict[str, PreTrainedModel] = {}
+    """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer, each
+    on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
 
-    def frozen(path: str) -> PreTrainedModel:
-        if path not in loaded:
+    Under bf16 the student keeps fp32 master weights (bf16 compute through autocast) and frozen models are
+    loaded in bf16."""
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    tokenizer = load_tokenizer(config.student.path)
+    student = load_student(student_path or config.student.path, config.student.lora).to(device)
+    loaded: dict[tuple[str, torch.device], PreTrainedModel] = {}
+
+    def frozen(path: str, where: torch.device) -> PreTrainedModel:
+        if (path, where) not in loaded:
             if load_tokenizer(path).get_vocab() != tokenizer.get_vocab():
                 raise ModelLoadError(
                     f"{path} uses a different tokenizer from student.path {config.student.path}; token-level "
                     "distillation needs one shared vocabulary"
                 )
-            loaded[path] = load_causal_lm(path)
-        return loaded[path]
+            loaded[path, where] = load_causal_lm(path, dtype=frozen_dtype(precision)).to(where)
+        return loaded[path, where]
 
     initial = None
     if needs_reference:
-        initial = FrozenScorer(student, adapter_disabled=True) if config.student.lora else FrozenScorer(frozen(config.student.path))
+        initial = (FrozenScorer(student, adapter_disabled=True) if config.student.lora
+                   else FrozenScorer(frozen(config.student.path, device)))  # fmt: skip
     teachers = []
-    for teacher in config.teacher_list:
+    for index, teacher in enumerate(config.teacher_list):
+        where = resolve_device(teacher.device, f"teachers.{index}.device" if config.teachers else "teacher.device") if teacher.device else device
         reference = initial
         if needs_reference and teacher.reference is not None:
-            reference = FrozenScorer(frozen(teacher.reference))
-        teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path), reference))
-    return Models(student, teachers, tokenizer, initial)
+            reference = FrozenScorer(frozen(teacher.reference, where))
+        teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
+from distillrl.models.compat import base_model
+from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
 
 
 @torch.no_grad()
@@ -20,19 +21,21 @@ def generate(
 ) -> Sequences:
     """`num_samples` completions per prompt (rows grouped by prompt: row i answers prompt i // num_samples).
 
-    temperature 0 is greedy decoding. Uses the global torch RNG, which the trainer checkpoints.
+    temperature 0 is greedy decoding; sampling stops at any of the model's stop ids (stop_token_ids). Uses the
+    global torch RNG, which the trainer checkpoints.
     """
     repeated = [p for p in prompts for _ in range(num_samples)]
     prompt_index = torch.arange(len(prompts)).repeat_interleave(num_samples)
     was_training = model.training
     model.eval()
+    stop_ids = stop_token_ids(tokenizer, base_model(model))
     config = GenerationConfig(
         do_sample=temperature > 0,
         temperature=temperature if temperature > 0 else None,
         top_k=0 if temperature > 0 else None,
         top_p=1.0 if temperature > 0 else None,
         max_new_tokens=max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=stop_ids,
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
     )
@@ -44,7 +47,7 @@ def generate(
         completion_ids = output[:, prompt_ids.shape[1] :]
         parts.append(
             join_prompts_and_completions(
-                tokenizer, prompt_ids, prompt_mask, completion_ids, prompt_index[start : start + batch_size]
+                tokenizer, prompt_ids, prompt_mask, completion_ids, prompt_index[start : start + batch_size], stop_ids
             )
         )
     model.train(was_training)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -37,7 +37,7 @@ class Sequences:
         return self.completion_mask.sum(-1)
 
     def select(self, rows: Tensor | slice) -> "Sequences":
-        index = torch.arange(len(self))[rows]
+        index = torch.arange(len(self), device=self.input_ids.device)[rows]
         return Sequences(
             input_ids=self.input_ids[index],
             attention_mask=self.attention_mask[index],
@@ -46,6 +46,11 @@ class Sequences:
             completions=[self.completions[i] for i in index.tolist()],
             prompt_width=self.prompt_width,
         )
+
+    def to(self, device: torch.device) -> "Sequences":
+        """The same sequences with every tensor on `device`."""
+        tensors = ("input_ids", "attention_mask", "completion_mask", "prompt_index")
+        return replace(self, **{name: getattr(self, name).to(device) for name in tensors})
 
     @staticmethod
     def cat(parts: list["Sequences"], pad_token_id: int) -> "Sequences":
@@ -75,9 +80,20 @@ def prompt_text(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
     return prompt
 
 
-def mask_after_eos(completion_ids: Tensor, eos_token_id: int) -> Tensor:
-    """1 on each completion token up to and including its first EOS, 0 after it: [B, L]."""
-    is_eos = (completion_ids == eos_token_id).long()
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model=None) -> list[int]:
+    """Every id that ends a completion: the tokenizer's EOS and each EOS id of the model's generation config
+    (instruct models list several, e.g. <|im_end|> and <|endoftext|>)."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+    ids.discard(None)
+    return sorted(ids)
+
+
+def mask_after_eos(completion_ids: Tensor, stop_ids: list[int] | Tensor) -> Tensor:
+    """1 on each completion token up to and including its first stop token, 0 after it: [B, L]."""
+    stop_ids = torch.as_tensor(stop_ids, device=completion_ids.device)
+    is_eos = torch.isin(completion_ids, stop_ids).long()
     eos_before = is_eos.cumsum(-1) - is_eos
     return (eos_before == 0).long()
 
@@ -88,16 +104,18 @@ def join_prompts_and_completions(
     prompt_mask: Tensor,
     completion_ids: Tensor,
     prompt_index: Tensor,
+    stop_ids: list[int] | None = None,
 ) -> Sequences:
-    """Assemble Sequences from left-padded prompts [B, P] and completions [B, L] (anything after EOS ignored)."""
-    completion_mask = mask_after_eos(completion_ids, tokenizer.eos_token_id)
+    """Assemble Sequences from left-padded prompts [B, P] and completions [B, L] (anything after the first stop
+    token ignored; `stop_ids` defaults to the tokenizer's EOS)."""
+    completion_mask = mask_after_eos(completion_ids, stop_ids or [tokenizer.eos_token_id])
     completion_ids = torch.where(completion_mask.bool(), completion_ids, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
     return Sequences(
         input_ids=torch.cat([prompt_ids, completion_ids], dim=1),
         attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
         completion_mask=torch.cat([torch.zeros_like(prompt_mask), completion_mask], dim=1),
-        prompt_index=prompt_index,
+        prompt_index=prompt_index.to(prompt_ids.device),
         completions=texts,
         prompt_width=prompt_ids.shape[1],
     )

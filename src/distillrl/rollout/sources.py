@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import random
 
-from distillrl.evaluate import autocast
 from distillrl.models.roles import Models
-from distillrl.rollout.hf_generate import generate
 from distillrl.rollout.sequences import Sequences, encode_pairs
+from distillrl.runtime import autocast
 from distillrl.rollout.speculative import speculative_generate
 from distillrl.scoring.signals import route_to_teachers
 from distillrl.tasks import Problem
@@ -18,7 +17,7 @@ def dataset_sequences(models: Models, problems: list[Problem]) -> Sequences:
     missing = next((p.prompt for p in problems if p.solution is None), None)
     if missing is not None:
         raise ValueError(f"rollout.source: the dataset has no solution for prompt {missing!r}")
-    return encode_pairs(models.tokenizer, [p.prompt for p in problems], [p.solution for p in problems])
+    return encode_pairs(models.tokenizer, [p.prompt for p in problems], [p.solution for p in problems]).to(models.device)
 
 
 def teacher_sequences(models: Models, problems: list[Problem], rollout) -> Sequences:
@@ -30,9 +29,9 @@ def teacher_sequences(models: Models, problems: list[Problem], rollout) -> Seque
         rows = (routes == index).nonzero().squeeze(-1)
         if len(rows) == 0:
             continue
-        part = generate(teacher.model, models.tokenizer, [problems[i].prompt for i in rows.tolist()],
-                        rollout.group_size, rollout.temperature, rollout.max_new_tokens)  # fmt: skip
-        part.prompt_index = rows[part.prompt_index]
+        part = models.engine(teacher.model).generate([problems[i].prompt for i in rows.tolist()], rollout.group_size,
+                                                     rollout.temperature, rollout.max_new_tokens).to(models.device)  # fmt: skip
+        part.prompt_index = rows.to(models.device)[part.prompt_index]
         parts.append(part)
     sequences = Sequences.cat(parts, models.tokenizer.pad_token_id)
     return sequences.select(sequences.prompt_index.argsort(stable=True))
@@ -56,7 +55,7 @@ def sample_sequences(config, models: Models, problems: list[Problem], rng: rando
         metrics["on_policy"] = float(on_policy)
     if source == "dataset":
         return dataset_sequences(models, problems), metrics
-    with autocast(config.precision, models.student.device):
+    with autocast(models.precision, models.device):
         if source == "speculative":
             sequences, acceptance = speculative_generate(
                 models.student, models.teacher, models.tokenizer, prompts, rollout.group_size, rollout.temperature,
@@ -65,6 +64,6 @@ def sample_sequences(config, models: Models, problems: list[Problem], rng: rando
             return sequences, metrics | {"speculative_acceptance": acceptance}
         if source == "teacher":
             return teacher_sequences(models, problems, rollout), metrics
-        sequences = generate(models.student, models.tokenizer, prompts, rollout.group_size, rollout.temperature,
-                             rollout.max_new_tokens)  # fmt: skip
+        sequences = models.engine(models.student).generate(prompts, rollout.group_size, rollout.temperature,
+                                                           rollout.max_new_tokens)  # fmt: skip
     return sequences, metrics

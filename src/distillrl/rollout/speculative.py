@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
+from distillrl.models.compat import base_model, cache_keyword, output_cache
+from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
 from distillrl.scoring.forward import position_ids_from_mask
 
 
@@ -49,25 +50,28 @@ def speculative_generate(
     positions = position_ids_from_mask(mask)
     caches: dict[str, object] = {"student": None, "teacher": None}
     finished = torch.zeros(len(repeated), dtype=torch.bool, device=student.device)
+    stop_ids = stop_token_ids(tokenizer, base_model(student))
     tokens, kept, proposed = [], 0, 0
     for _ in range(max_new_tokens):
         last = {}
         for role, model in (("student", student), ("teacher", teacher)):
-            out = model(input_ids=inputs, attention_mask=mask, position_ids=positions, cache=caches[role],
-                        use_cache=True, logits_to_keep=1)  # fmt: skip
-            caches[role], last[role] = out.cache, out.logits[:, -1].float()
+            device = next(model.parameters()).device
+            out = model(input_ids=inputs.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                        use_cache=True, logits_to_keep=1, **{cache_keyword(model): caches[role]})  # fmt: skip
+            caches[role], last[role] = output_cache(out), out.logits[:, -1].float().to(student.device)
         proposal = sample_token(last["student"], temperature)
         token = speculative_choice(proposal, last["teacher"], sample_token(last["teacher"], temperature), top_k)
-        kept += ((token == proposal) & ~finished).sum().item()
-        proposed += (~finished).sum().item()
+        kept += ((token == proposal) & ~finished).sum()
+        proposed += (~finished).sum()
         token = torch.where(finished, tokenizer.pad_token_id, token)
         tokens.append(token)
-        finished |= token == tokenizer.eos_token_id
+        finished |= torch.isin(token, torch.tensor(stop_ids, device=token.device))
         if finished.all():
             break
         inputs = token[:, None]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         positions = positions[:, -1:] + 1
     student.train(was_training)
-    sequences = join_prompts_and_completions(tokenizer, prompt_ids, prompt_mask, torch.stack(tokens, dim=1), prompt_index)
-    return sequences, kept / max(proposed, 1)
+    sequences = join_prompts_and_completions(tokenizer, prompt_ids, prompt_mask, torch.stack(tokens, dim=1), prompt_index,
+                                             stop_ids)  # fmt: skip
+    return sequences, float(kept) / max(float(proposed), 1.0)

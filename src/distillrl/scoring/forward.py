@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
@@ -18,16 +19,37 @@ def target_positions(completion_mask: Tensor) -> Tensor:
     return completion_mask[:, 1:].bool()
 
 
+def packs_by_default(model: PreTrainedModel) -> bool:
+    """Whether forward passes pack sequences when not told: with a varlen attention kernel (FlashAttention),
+    which attends within each packed sequence at no cost. With sdpa or eager attention a packed row needs a dense
+    [S, S] block-diagonal mask, more work than the padding it saves, so padded rectangles stay the default."""
+    return str(getattr(model.config, "_attn_implementation", "")).startswith("flash_attention")
+
+
+def packed_hidden_states(decoder, input_ids: Tensor, attention_mask: Tensor, predicts: Tensor) -> Tensor:
+    """Decoder states at the positions `predicts` [B, T] (row-major), from one packed row of every real token.
+
+    The real tokens of all rows are laid end to end in a [1, S] row whose position ids restart at 0 for each
+    sequence; transformers reads the restarts as sequence boundaries (attention stays within each sequence).
+    """
+    real = attention_mask.bool()
+    positions = position_ids_from_mask(attention_mask)[real]
+    hidden = decoder(input_ids=input_ids[real][None], position_ids=positions[None], use_cache=False).last_hidden_state[0]
+    return hidden[predicts[real]]
+
+
 def completion_logits(
     model: PreTrainedModel,
     input_ids: Tensor,
     attention_mask: Tensor,
     completion_mask: Tensor,
     temperature: float = 1.0,
+    packed: bool | None = None,
 ) -> ChunkedLogits:
     """The model's logits for every completion token, in row-major order: N = completion_mask.sum().
 
-    Runs the decoder once over [B, T] and keeps only the hidden states that predict completion tokens; the
+    Runs the decoder once, over the padded [B, T] rectangle or (`packed`; default: packs_by_default) over the
+    real tokens packed into one row, and keeps only the hidden states that predict completion tokens; the
     output head is applied later, chunk by chunk (see ChunkedLogits). Heads with logit soft-capping or
     scaling are not plain linear maps and are refused.
     """
@@ -35,12 +57,13 @@ def completion_logits(
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
         raise NotImplementedError(f"{config.model_type}: output heads with soft-capping or scaling are not supported")
     decoder = model.get_decoder()
-    outputs = decoder(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids_from_mask(attention_mask),
-        use_cache=False,
-    )
-    hidden = outputs.last_hidden_state[:, :-1][target_positions(completion_mask)]  # [N, H]
+    predicts = torch.zeros_like(completion_mask, dtype=torch.bool)
+    predicts[:, :-1] = target_positions(completion_mask)  # position t predicts completion token t + 1
+    if packs_by_default(model) if packed is None else packed:
+        hidden = packed_hidden_states(decoder, input_ids, attention_mask, predicts)  # [N, H]
+    else:
+        outputs = decoder(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids_from_mask(attention_mask), use_cache=False)  # fmt: skip
+        hidden = outputs.last_hidden_state[predicts]  # [N, H]
     head = model.get_output_embeddings()
     return ChunkedLogits(hidden=hidden, weight=head.weight, bias=head.bias, temperature=temperature)

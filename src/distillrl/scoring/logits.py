@@ -16,6 +16,15 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 
+CHUNK_LOGITS = 2**26  # logits per chunk by default: 256 MB in float32
+
+
+def default_chunk_size(vocab_size: int) -> int:
+    """Positions per chunk: CHUNK_LOGITS / V, between 16 and 1024 (1024 for small vocabularies; 441 for
+    Qwen3's 151,936 tokens), so a chunk's [n, V] float32 buffers stay near 256 MB whatever the vocabulary."""
+    return max(16, min(1024, CHUNK_LOGITS // vocab_size))
+
+
 @dataclass
 class ChunkedLogits:
     """Logits at N positions = (hidden @ weight.T + bias) / temperature, materialised chunk by chunk."""
@@ -31,6 +40,13 @@ class ChunkedLogits:
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
+
+    def to(self, device: torch.device) -> "ChunkedLogits":
+        """The same logits with hidden states and head on `device` (a teacher on another GPU)."""
+        if self.hidden.device == device:
+            return self
+        move = lambda tensor: None if tensor is None else tensor.to(device)  # noqa: E731
+        return ChunkedLogits(move(self.hidden), move(self.weight), move(self.bias), self.temperature)
 
     @property
     def vocab_size(self) -> int:

@@ -40,17 +40,15 @@ def _row_chunks(rows: Tensor, rows_per_pass: int) -> list[Tensor]:
     return [chunk for chunk in rows.split(rows_per_pass) if len(chunk)]
 
 
-def _token_mask(sequences: Sequences, rows: Tensor) -> Tensor:
-    return torch.isin(sequences.sequence_index, rows)
-
-
 def score_rows(scorer: FrozenScorer, sequences: Sequences, rows: Tensor, rows_per_pass: int) -> list[tuple[Tensor, ChunkedLogits]]:
-    """(token mask, ChunkedLogits) for each micro-batch of `rows` scored by one frozen model."""
+    """(token mask, ChunkedLogits) for each micro-batch of `rows` scored by one frozen model; the logits are
+    brought to the sequences' device."""
     out = []
+    token_rows = sequences.sequence_index
     for chunk in _row_chunks(rows, rows_per_pass):
         micro = sequences.select(chunk)
         logits = scorer.logits(micro.input_ids, micro.attention_mask, micro.completion_mask)
-        out.append((_token_mask(sequences, chunk), logits))
+        out.append((torch.isin(token_rows, chunk), logits.to(sequences.input_ids.device)))
     return out
 
 
@@ -67,11 +65,12 @@ def score_rollout(
     """The Batch of a whole rollout: target ids, the signals in `needs`, rewards and routing."""
     target_ids = sequences.target_ids
     num_tokens = len(target_ids)
-    teacher_of_prompt = route_to_teachers(problems, [t.name for t in models.teachers])
+    device = target_ids.device
+    teacher_of_prompt = route_to_teachers(problems, [t.name for t in models.teachers]).to(device)
     teacher_index = teacher_of_prompt[sequences.prompt_index]
     batch = Batch(target_ids=target_ids, sequence_index=sequences.sequence_index, num_tokens=num_tokens,
                   group_index=sequences.prompt_index, teacher_index=teacher_index, chunk_size=chunk_size)  # fmt: skip
-    all_rows = torch.arange(len(sequences))
+    all_rows = torch.arange(len(sequences), device=device)
 
     def token_logprobs(scorer: FrozenScorer, rows: Tensor, into: Tensor) -> None:
         for mask, logits in score_rows(scorer, sequences, rows, rows_per_pass):

@@ -1,0 +1,97 @@
+"""Checks that need a CUDA GPU (skipped elsewhere); scripts/gpu_check.sh runs them with `bench speed --config gpu`."""
+
+import random
+
+import pytest
+import torch
+
+from distillrl.models.loading import load_causal_lm, load_tokenizer
+from distillrl.rollout.engines import HFEngine
+from distillrl.rollout.static_engine import StaticCacheEngine
+from distillrl.scoring.forward import completion_logits
+from distillrl.rollout.sequences import encode_pairs
+from user_models import tiny_decoder
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+PROMPTS = [f"{a}+{b}*{c}=" for a in range(5) for b in range(4) for c in (2, 7)]
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def test_compiled_static_greedy_equals_generate_and_reuses_its_graph():
+    from torch._dynamo.utils import counters
+
+    tokenizer = load_tokenizer("zoo:teacher")
+    teacher = load_causal_lm("zoo:teacher").cuda()
+    hf = HFEngine(teacher, tokenizer).generate(PROMPTS, 1, 0.0, 40)
+    engine = StaticCacheEngine(teacher, tokenizer, torch.float32, compile=True)
+    static = engine.generate(PROMPTS, 1, 0.0, 40)
+    agree = sum(a == b for a, b in zip(static.completions, hf.completions)) / len(PROMPTS)
+    assert agree >= 0.95, (agree, static.completions[:4], hf.completions[:4])
+    graphs = counters["stats"]["unique_graphs"]
+    again = engine.generate(list(reversed(PROMPTS)), 1, 0.0, 40)  # same shapes: no recompilation
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert again.completions == list(reversed(static.completions))
+
+
+def test_compiled_sampling_follows_the_model():
+    model, tokenizer = tiny_decoder("qwen3", hidden=32)
+    model = model.cuda()
+    with torch.no_grad():
+        ids = tokenizer(["7*8="], return_tensors="pt", add_special_tokens=False)["input_ids"].cuda()
+        exact = torch.softmax(model(ids).logits[0, -1].float(), -1)
+    torch.manual_seed(0)
+    sequences = StaticCacheEngine(model, tokenizer, torch.float32, compile=True).generate(["7*8="], 4000, 1.0, 2)
+    first = sequences.input_ids[:, sequences.prompt_width]
+    frequencies = torch.bincount(first, minlength=exact.shape[0]).float() / len(first)
+    assert (frequencies - exact).abs().sum() / 2 < 0.06
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen3"])
+def test_packed_equals_padded_on_the_gpu(kind):
+    model, tokenizer = tiny_decoder(kind)
+    model = model.cuda()
+    sequences = encode_pairs(tokenizer, ["3+4=", "12*3-7=", "1="], ["3+4=7;#7", "1", "1;#1 and more"]).to("cuda")
+    args = (sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
+    with torch.no_grad():
+        padded = completion_logits(model, *args, packed=False).token_logprobs(sequences.target_ids)
+        packed = completion_logits(model, *args, packed=True).token_logprobs(sequences.target_ids)
+    assert torch.allclose(packed, padded, atol=1e-5)
+
+
+def test_opd_trains_on_the_gpu_with_the_teacher_on_the_cpu(tiny_config):
+    from distillrl.trainer import train
+
+    config = tiny_config(device="cuda", teacher={"path": "zoo:teacher", "device": "cpu"},
+                         optim={"steps": 8, "lr": 2e-3}, eval={"every": 0, "num_prompts": 32})  # fmt: skip
+    records = []
+    summary = train(config, show_progress=False, on_step=lambda step, record: records.append(record))
+    assert summary["after"]["eval/reverse_kl"] < summary["before"]["eval/reverse_kl"]
+    assert all(r["perf/rollout_seconds"] > 0 and r["perf/update_seconds"] > 0 for r in records)
+
+
+def test_bf16_first_step_ratio_is_exactly_one_on_the_gpu(tiny_config):
+    from distillrl import runtime
+    from distillrl.models.roles import load_models
+    from distillrl.rollout.sources import sample_sequences
+    from distillrl.scoring.signals import score_rollout
+    from distillrl.tasks import build_task
+
+    config = tiny_config(device="cuda")  # precision auto: bf16 on a GPU
+    models = load_models(config, needs_reference=False)
+    assert models.precision == "bf16" and models.device.type == "cuda"
+    task = build_task(config.task)
+    problems = [task.sample_train(random.Random(0)) for _ in range(8)]
+    sequences, _ = sample_sequences(config, models, problems, random.Random(0))
+    assert sequences.input_ids.device.type == "cuda"
+    with runtime.autocast(models.precision, models.device):
+        batch = score_rollout(models, frozenset({"old_logprobs"}), sequences, problems, task.reward)
+        models.student.train()
+        policy = completion_logits(models.student, sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
+        ratio = torch.exp(policy.token_logprobs(batch.target_ids) - batch.old_logprobs)
+    assert torch.equal(ratio, torch.ones_like(ratio))
