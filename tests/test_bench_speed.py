@@ -76,3 +76,10 @@ def test_bench_speed_tiny_compares_both_tools(tmp_path):
     assert trl_phases["generation"] > 0 and trl_phases["teacher"] > 0
     assert saved["ratios"]["distillrl_full_over_trl_step_seconds"] > 0
     assert saved["environment"]["trl"] and len(saved["segments"]) == 3
+
+
+def test_a_bad_override_fails_before_any_model_is_built(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "speed", "--config", "tiny", "--set", "rollout.bogus=1",
+                                      "--out", str(tmp_path / "x.json")])  # fmt: skip
+    assert result.exit_code == 2 and "rollout.bogus: unknown key" in result.output
+    assert not (tmp_path / "x.json").exists()

@@ -274,6 +274,8 @@ def bench_speed(
     rounds: Optional[int] = typer.Option(None, min=1, help="interleaved rounds (default: the config's)"),
     steps: Optional[int] = typer.Option(None, min=2, help="optimizer steps per tool per round, the first untimed"),
     out: Optional[Path] = typer.Option(None, help="result JSON (default: runs/bench-speed/CONFIG.json)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads for both tools (default: torch's); "
+                                          "1 keeps a busy shared machine from oversubscribing its cores"),
     set_: list[str] = typer.Option([], "--set", help="override a distillrl config field, e.g. rollout.engine=static"),
 ) -> None:
     """distillrl's on-policy reverse-KL step against TRL's DistillationTrainer: same models, batch, lengths and
@@ -285,6 +287,10 @@ def bench_speed(
 
     if config not in SETTINGS:
         fail(ValueError(f"--config {config}: unknown (have: {', '.join(SETTINGS)})"))
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     def progress(segment) -> None:
         console.print(f"round {segment.round + 1} {segment.tool}: steps "

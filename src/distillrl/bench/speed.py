@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from distillrl.bench.peak_memory import PeakMemory
-from distillrl.bench.speed_distillrl import run_distillrl_segment
+from distillrl.bench.speed_distillrl import distillrl_config, run_distillrl_segment
 from distillrl.bench.speed_setup import BenchModels, save_bench_models
 from distillrl.bench.speed_spec import SETTINGS, TRL_TOOL, Segment, SpeedSetting, distillrl_tool
 from distillrl.bench.speed_trl import import_trl, run_trl_segment
@@ -43,7 +43,10 @@ class SpeedBenchError(RuntimeError):
     """A setting that cannot run here (no CUDA for `gpu`, a distillrl without device placement)."""
 
 
-def check_runnable(setting: SpeedSetting) -> None:
+def check_runnable(setting: SpeedSetting, overrides: list[str]) -> None:
+    """Refuse what cannot run here before any model is built (a bad `--set` included)."""
+    placeholder = BenchModels(student="student", teacher="teacher", prompts="prompts.jsonl", prompt_list=[])
+    distillrl_config(setting, placeholder, "full", 2, 0, Path("run"), overrides)
     if setting.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise SpeedBenchError(f"--config {setting.name} needs a CUDA GPU; none is visible (try --config cpu)")
@@ -101,9 +104,14 @@ def median_or_none(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def timed_values(segments: list[Segment], name: str) -> list:
+    """A per-step field of every segment, each segment's first (warm-up) step dropped."""
+    return [value for segment in segments for value in getattr(segment, name)[1:]]
+
+
 def summarize_tool(segments: list[Segment]) -> dict:
-    """The statistics of one tool over its timed steps (each segment's first step dropped)."""
-    timed = lambda values: [v for s in segments for v in getattr(s, values)[1:]]  # noqa: E731
+    """The statistics of one tool over its timed steps."""
+    timed = lambda name: timed_values(segments, name)  # noqa: E731
     seconds = statistics.median(timed("step_seconds"))
     tokens = statistics.median(timed("completion_tokens"))
     phases = {name: median_or_none(timed(f"{name}_seconds")) for name in PHASES}
@@ -157,7 +165,7 @@ def run_speed_bench(name: str, rounds: int | None = None, steps: int | None = No
     rounds, steps = rounds or setting.rounds, steps or setting.steps
     if steps < 2:
         raise SpeedBenchError("--steps: at least 2 (the first step of every segment is a warm-up)")
-    check_runnable(setting)
+    check_runnable(setting, list(overrides))
     result = {"setting": setting.to_json(), "rounds": rounds, "steps": steps, "overrides": list(overrides),
               "environment": environment(setting), "memory_measure": PeakMemory(setting.device).kind,
               "load_average_before": os.getloadavg()}  # fmt: skip

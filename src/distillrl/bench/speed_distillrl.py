@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from distillrl.bench.peak_memory import PeakMemory
 from distillrl.bench.speed_setup import BenchModels
 from distillrl.bench.speed_spec import Segment, SpeedSetting, distillrl_tool
-from distillrl.config import TrainConfig, apply_override
+from distillrl.config import ConfigError, TrainConfig, apply_override, format_validation_error
 from distillrl.report.metrics import read_metrics
 
 PHASE_METRICS = {"generation": "perf/rollout_seconds", "teacher": "perf/score_seconds",
@@ -41,9 +43,11 @@ def distillrl_config(setting: SpeedSetting, models: BenchModels, fidelity: str, 
     }  # fmt: skip
     if "device" in TrainConfig.model_fields:
         data["device"] = setting.device
-    for assignment in overrides:
-        apply_override(data, assignment)
-    return TrainConfig.model_validate(data)
+    overridden = {apply_override(data, assignment) for assignment in overrides}
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, "bench speed", None, overridden, TrainConfig)) from None
 
 
 def run_distillrl_segment(setting: SpeedSetting, models: BenchModels, fidelity: str, steps: int, seed: int,

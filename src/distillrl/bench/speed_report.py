@@ -26,8 +26,8 @@ def step_table(result: dict) -> Table:
     for tool, stats in result["tools"].items():
         table.add_row(tool, seconds(stats["step_seconds"]), rate(stats["completion_tokens_per_second"]),
                       gibibytes(stats["peak_memory_bytes"]))  # fmt: skip
-    table.caption = f"median over {', '.join(str(s['timed_steps']) for s in result['tools'].values())} timed steps; " \
-                    f"peak memory: {result['memory_measure']}"
+    timed = ", ".join(str(stats["timed_steps"]) for stats in result["tools"].values())
+    table.caption = f"median over {timed} timed steps; peak memory: {result['memory_measure']}"
     return table
 
 
