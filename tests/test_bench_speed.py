@@ -75,6 +75,7 @@ def test_bench_speed_tiny_compares_both_tools(tmp_path):
     trl_phases = saved["tools"][TRL]["phase_seconds"]
     assert trl_phases["generation"] > 0 and trl_phases["teacher"] > 0
     assert saved["ratios"]["distillrl_full_over_trl_step_seconds"] > 0
+    assert len(saved["ratios"]["distillrl_full_over_trl_per_round"]) == 1
     assert saved["environment"]["trl"] and len(saved["segments"]) == 3
 
 

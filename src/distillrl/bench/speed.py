@@ -127,6 +127,16 @@ def summarize_tool(segments: list[Segment]) -> dict:
     }
 
 
+def per_round_ratios(segments: list[Segment], rounds: int) -> list[float]:
+    """Median distillrl (full) s/step over median TRL s/step within each round: pairs run minutes apart, so
+    slow drift in the machine's load cancels out of each."""
+    def round_median(tool: str, index: int) -> float:
+        return statistics.median(timed_values([s for s in segments if s.tool == tool and s.round == index],
+                                              "step_seconds"))  # fmt: skip
+
+    return [round_median(DISTILLRL_FULL, index) / round_median(TRL, index) for index in range(rounds)]
+
+
 def acceptance(setting: SpeedSetting, tools: dict) -> dict:
     """Issue 15's acceptance checks that apply to this setting: name -> (measured, target, passed)."""
     full, trl, sampled = tools[DISTILLRL_FULL], tools[TRL], tools[DISTILLRL_SAMPLED]
@@ -178,6 +188,7 @@ def run_speed_bench(name: str, rounds: int | None = None, steps: int | None = No
     result["tools"] = tools
     result["ratios"] = {
         "distillrl_full_over_trl_step_seconds": tools[DISTILLRL_FULL]["step_seconds"] / tools[TRL]["step_seconds"],
+        "distillrl_full_over_trl_per_round": per_round_ratios(segments, rounds),
         "full_over_sampled_peak_memory": tools[DISTILLRL_FULL]["peak_memory_bytes"]
         / tools[DISTILLRL_SAMPLED]["peak_memory_bytes"],
     }

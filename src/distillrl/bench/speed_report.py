@@ -49,7 +49,8 @@ def floor_table(result: dict) -> Table:
 def summary_lines(result: dict) -> list[str]:
     ratios = result["ratios"]
     lines = [
-        f"distillrl (full) / TRL seconds per step: {ratios['distillrl_full_over_trl_step_seconds']:.2f}x",
+        f"distillrl (full) / TRL seconds per step: {ratios['distillrl_full_over_trl_step_seconds']:.2f}x "
+        f"(per round: {', '.join(f'{r:.2f}' for r in ratios['distillrl_full_over_trl_per_round'])})",
         f"distillrl peak memory, full-vocabulary / sampled-token loss: {ratios['full_over_sampled_peak_memory']:.2f}x",
     ]
     for name, check in result["acceptance"].items():
