@@ -181,6 +181,7 @@ def run_speed_bench(name: str, rounds: int | None = None, steps: int | None = No
               "load_average_before": os.getloadavg()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="distillrl-bench-speed-") as work:
         models = build_models(setting, Path(work) / "models")
+        release_memory(setting.device)
         segments = run_segments(setting, models, rounds, steps, Path(work), list(overrides), on_segment)
     result["load_average_after"] = os.getloadavg()
     tools = {tool: summarize_tool([s for s in segments if s.tool == tool]) for tool in (DISTILLRL_FULL, TRL,

@@ -46,7 +46,8 @@ SETTINGS = {
     "cpu": SpeedSetting(
         name="cpu",
         description="random Llama 256 x 4 <- 512 x 6, character vocabulary, 16 prompts x 64 new tokens, fp32",
-        architecture="llama", student=ModelShape(256, 4, 1024), teacher=ModelShape(512, 6, 2048),
+        # MLP widths by Llama's rule: 8/3 x hidden, rounded up to a multiple of 256
+        architecture="llama", student=ModelShape(256, 4, 768), teacher=ModelShape(512, 6, 1536),
         tokenizer="char", vocab_size=0, prompts=16, prompt_tokens=32, new_tokens=64, lr=1e-5, precision="fp32",
         device="cpu", rounds=3, steps=4,
     ),
