@@ -276,6 +276,7 @@ def bench_speed(
     out: Optional[Path] = typer.Option(None, help="result JSON (default: runs/bench-speed/CONFIG.json)"),
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads for both tools (default: torch's); "
                                           "1 keeps a busy shared machine from oversubscribing its cores"),
+    precision: Optional[str] = typer.Option(None, help="fp32 or bf16 for both tools (default: the config's)"),
     set_: list[str] = typer.Option([], "--set", help="override a distillrl config field, e.g. rollout.engine=static"),
 ) -> None:
     """distillrl's on-policy reverse-KL step against TRL's DistillationTrainer: same models, batch, lengths and
@@ -287,6 +288,8 @@ def bench_speed(
 
     if config not in SETTINGS:
         fail(ValueError(f"--config {config}: unknown (have: {', '.join(SETTINGS)})"))
+    if precision not in (None, "fp32", "bf16"):
+        fail(ValueError(f"--precision {precision}: use fp32 or bf16"))
     if threads is not None:
         import torch
 
@@ -297,7 +300,7 @@ def bench_speed(
                       + ", ".join(f"{s:.2f}" for s in segment.step_seconds) + " s", highlight=False)  # fmt: skip
 
     try:
-        result = run_speed_bench(config, rounds, steps, set_, on_segment=progress)
+        result = run_speed_bench(config, rounds, steps, set_, precision, on_segment=progress)
     except (*USER_ERRORS, SpeedBenchError, TrlMissing) as error:
         fail(error)
     out = out or Path("runs/bench-speed") / f"{config}.json"

@@ -22,7 +22,7 @@ import os
 import platform
 import statistics
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -169,9 +169,12 @@ def environment(setting: SpeedSetting) -> dict:
 
 
 def run_speed_bench(name: str, rounds: int | None = None, steps: int | None = None, overrides: list[str] = (),
-                    on_segment=None) -> dict:  # fmt: skip
-    """Run the named setting (SETTINGS) and return the JSON-ready result."""
+                    precision: str | None = None, on_segment=None) -> dict:  # fmt: skip
+    """Run the named setting (SETTINGS), at `precision` for both tools when given, and return the JSON-ready
+    result."""
     setting = SETTINGS[name]
+    if precision is not None:
+        setting = replace(setting, precision=precision)
     rounds, steps = rounds or setting.rounds, steps or setting.steps
     if steps < 2:
         raise SpeedBenchError("--steps: at least 2 (the first step of every segment is a warm-up)")

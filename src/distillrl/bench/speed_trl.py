@@ -102,7 +102,6 @@ def run_trl_segment(setting: SpeedSetting, models: BenchModels, steps: int, seed
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
 
-    on_cpu = setting.device == "cpu"
     args = trl.DistillationConfig(
         output_dir=str(run_dir),
         max_steps=steps,
@@ -114,7 +113,7 @@ def run_trl_segment(setting: SpeedSetting, models: BenchModels, steps: int, seed
         beta=1.0,
         gradient_checkpointing=False,
         bf16=setting.precision == "bf16",
-        use_cpu=on_cpu,
+        use_cpu=setting.device == "cpu",
         seed=seed,
         report_to="none",
         logging_strategy="no",
