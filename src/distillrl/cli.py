@@ -21,7 +21,8 @@ app.add_typer(zoo_app, name="zoo")
 control_app = typer.Typer(help="Policy distillation of control policies (gymnasium, stable-baselines3).",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(control_app, name="control")
-bench_app = typer.Typer(help="Benchmarks: the papers' findings reproduced on the built-in zoo.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: the papers' findings reproduced on the built-in zoo; speed against TRL.",
+                        no_args_is_help=True)  # fmt: skip
 app.add_typer(bench_app, name="bench")
 console = Console()
 USER_ERRORS = (ConfigError, DatasetError, ModelLoadError)
@@ -265,6 +266,50 @@ def bench_repro(
     except (*USER_ERRORS, ValueError) as error:
         fail(error)
     console.print(f"wrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
+
+
+@bench_app.command("speed")
+def bench_speed(
+    config: str = typer.Option("cpu", help="cpu, gpu (one CUDA GPU) or tiny (a smoke size)"),
+    rounds: Optional[int] = typer.Option(None, min=1, help="interleaved rounds (default: the config's)"),
+    steps: Optional[int] = typer.Option(None, min=2, help="optimizer steps per tool per round, the first untimed"),
+    out: Optional[Path] = typer.Option(None, help="result JSON (default: runs/bench-speed/CONFIG.json)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads for both tools (default: torch's); "
+                                          "1 keeps a busy shared machine from oversubscribing its cores"),
+    precision: Optional[str] = typer.Option(None, help="fp32 or bf16 for both tools (default: the config's)"),
+    set_: list[str] = typer.Option([], "--set", help="override a distillrl config field, e.g. rollout.engine=static"),
+) -> None:
+    """distillrl's on-policy reverse-KL step against TRL's DistillationTrainer: same models, batch, lengths and
+    divergence, interleaved rounds; prints s/step, tokens/s, peak memory and the floor decomposition."""
+    from distillrl.bench.speed import SpeedBenchError, run_speed_bench, write_result
+    from distillrl.bench.speed_report import floor_table, step_table, summary_lines
+    from distillrl.bench.speed_spec import SETTINGS
+    from distillrl.bench.speed_trl import TrlMissing
+
+    if config not in SETTINGS:
+        fail(ValueError(f"--config {config}: unknown (have: {', '.join(SETTINGS)})"))
+    if precision not in (None, "fp32", "bf16"):
+        fail(ValueError(f"--precision {precision}: use fp32 or bf16"))
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    def progress(segment) -> None:
+        console.print(f"round {segment.round + 1} {segment.tool}: steps "
+                      + ", ".join(f"{s:.2f}" for s in segment.step_seconds) + " s", highlight=False)  # fmt: skip
+
+    try:
+        result = run_speed_bench(config, rounds, steps, set_, precision, on_segment=progress)
+    except (*USER_ERRORS, SpeedBenchError, TrlMissing) as error:
+        fail(error)
+    out = out or Path("runs/bench-speed") / f"{config}.json"
+    write_result(result, out)
+    console.print(step_table(result))
+    console.print(floor_table(result))
+    for line in summary_lines(result):
+        console.print(line, highlight=False)
+    console.print(f"wrote {out}")
 
 
 if __name__ == "__main__":
