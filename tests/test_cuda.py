@@ -64,15 +64,24 @@ def test_packed_equals_padded_on_the_gpu(kind):
     assert torch.allclose(packed, padded, atol=1e-5)
 
 
-def test_opd_trains_on_the_gpu_with_the_teacher_on_the_cpu(tiny_config):
+@pytest.mark.parametrize("teacher_device", ["cuda", "cpu"])
+def test_opd_trains_on_the_gpu(tiny_config, teacher_device):
+    """The CPU test's OPD run (test_training: 12 steps at lr 3e-3) on the GPU in bf16 with the static engine, the
+    teacher on the GPU or on the CPU, for three seeds: most of them lower the held-out reverse KL below 0.8x.
+
+    One seed in three is allowed to end on a late spike: measured on an H200 (scripts in the closing note of
+    issue 15), seeds 0-2 ended at 7.68 / 3.07 / 1.81 (teacher on the CPU) and 2.32 / 8.21 / 1.50 (on the GPU)
+    from 7.30, and the CPU's own bf16 run spikes the same way (9.09 at step 8, then 1.45)."""
     from distillrl.trainer import train
 
-    config = tiny_config(device="cuda", teacher={"path": "zoo:teacher", "device": "cpu"},
-                         optim={"steps": 8, "lr": 2e-3}, eval={"every": 0, "num_prompts": 32})  # fmt: skip
-    records = []
-    summary = train(config, show_progress=False, on_step=lambda step, record: records.append(record))
-    assert summary["after"]["eval/reverse_kl"] < summary["before"]["eval/reverse_kl"]
-    assert all(r["perf/rollout_seconds"] > 0 and r["perf/update_seconds"] > 0 for r in records)
+    results = []
+    for seed in range(3):
+        config = tiny_config(seed=seed, device="cuda", teacher={"path": "zoo:teacher", "device": teacher_device},
+                             optim={"steps": 12, "lr": 3e-3}, eval={"every": 0, "num_prompts": 48},
+                             checkpoint={"every": 0}, output_dir=f"{tiny_config().output_dir}-{seed}")  # fmt: skip
+        summary = train(config, show_progress=False)
+        results.append((summary["before"]["eval/reverse_kl"], summary["after"]["eval/reverse_kl"]))
+    assert sum(after < 0.8 * before for before, after in results) >= 2, results
 
 
 def test_bf16_first_step_ratio_is_exactly_one_on_the_gpu(tiny_config):

@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_rows_are_routed_to_the_teacher_their_domain_names(tiny_config):
     for index, model in enumerate([models.teachers[0].model, models.teachers[1].model]):
         rows = (batch.teacher_index == index).nonzero().squeeze(-1)
         assert len(rows) and all(problems[sequences.prompt_index[r]].domain == ["arith", "lists"][index] for r in rows)
-        alone = score_rollout(models.__class__(models.student, [models.teachers[index]], models.tokenizer, None),
+        alone = score_rollout(replace(models, teachers=[models.teachers[index]], reference=None),
                               frozenset({"teacher_logprobs"}), sequences.select(rows),
                               [problems[i] for i in range(len(problems))], task.reward)  # fmt: skip
         torch.testing.assert_close(batch.select(rows).teacher_logprobs, alone.teacher_logprobs)
