@@ -3,12 +3,14 @@
 import math
 import random
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from distillrl.bench.context import merged
 from distillrl.bench.experiments.mode_seeking import DIVERGENCES, fit, mass_near_one_mode, teacher_logprobs
 from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std, render_report
+from distillrl.bench.repro import check_out_dir
 from distillrl.cli import app
 from distillrl.config import TaskConfig
 from distillrl.evaluate import token_entropy
@@ -20,6 +22,15 @@ from distillrl.rollout.sources import sample_sequences
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.tasks import build_task
 from distillrl.trainer import train
+
+
+def test_quick_refuses_a_folder_holding_full_results_and_accepts_a_quick_one(tmp_path):
+    ExperimentResult("fusion", "F", "setup.", [0, 1, 2], quick=False).save(tmp_path / "full")
+    with pytest.raises(ValueError, match=r"holds the full results of fusion"):
+        check_out_dir(tmp_path / "full", quick=True)
+    check_out_dir(tmp_path / "full", quick=False)
+    ExperimentResult("fusion", "F", "setup.", [0], quick=True).save(tmp_path / "smoke")
+    check_out_dir(tmp_path / "smoke", quick=True)
 
 
 def test_unknown_experiment_is_refused_before_anything_runs(tmp_path):

@@ -14,18 +14,11 @@ from distillrl import cli
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.bench.report import ExperimentResult
 from distillrl.models import zoo
-from distillrl.models.zoo import Stage, ZooModel
+from test_cli import SMALL
+from test_zoo import TINY as TINY_ZOO
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["--set", "optim.steps=2", "--set", "eval.num_prompts=16", "--set", "rollout.prompts_per_step=4",
-         "--set", "tensorboard=false"]  # fmt: skip
-TINY_ZOO = {
-    "tiny-base": ZooModel("tiny-base", "1 layer x 16: SFT", stages=(Stage(steps=3, lr=1e-2, warmup_steps=1),),
-                          seed=7, hidden_size=16, num_layers=1, intermediate_size=32),
-    "tiny-rl": ZooModel("tiny-rl", "tiny-base after GRPO",
-                        stages=(Stage(steps=2, lr=1e-3, objective="grpo", task="lists", warmup_steps=1),),
-                        seed=8, init_from="tiny-base"),
-}  # fmt: skip
+README_TEXT = (ROOT / "README.md").read_text()
 
 
 def readme_commands() -> set[str]:
@@ -33,9 +26,6 @@ def readme_commands() -> set[str]:
     section = README_TEXT.split("## Commands", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `distillrl ([a-z ]+)", section, re.M)
     return {row.strip() for row in rows}
-
-
-README_TEXT = (ROOT / "README.md").read_text()
 
 
 def invoke(*args: str):
