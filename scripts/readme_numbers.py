@@ -3,6 +3,7 @@
     python scripts/readme_numbers.py              # runs `distillrl demo` (about 3 minutes) and `distillrl inspect`
     python scripts/readme_numbers.py --reuse      # reuse runs/readme-demo/summary.json when it is there
     python scripts/readme_numbers.py --check      # exit 1 when README.md is not what the commands give
+    python scripts/readme_numbers.py --blocks inspect,bench   # only these blocks (no demo run)
 
 Each generated block sits between `<!-- readme:NAME -->` and `<!-- /readme:NAME -->` and is rewritten whole:
 - `demo`: the before/after table, from the `summary.json` that `distillrl demo` writes, and the parameter counts
@@ -87,15 +88,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse", action="store_true", help="reuse the last demo run when it is there")
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md differs")
+    parser.add_argument("--blocks", default="demo,inspect,bench", help="comma-separated blocks to regenerate")
     args = parser.parse_args()
-    summary_path = DEMO_DIR / "summary.json"
-    if not (args.reuse and summary_path.exists()):
-        shutil.rmtree(DEMO_DIR, ignore_errors=True)  # a fresh run, every time
-        run(["distillrl", "demo", "--out", str(DEMO_DIR.relative_to(ROOT))])
-    text = README.read_text()
-    updated = replace_block(text, "demo", demo_block(json.loads(summary_path.read_text())))
-    updated = replace_block(updated, "inspect", inspect_block())
-    updated = replace_block(updated, "bench", bench_block())
+    blocks = args.blocks.split(",")
+    text = updated = README.read_text()
+    if "demo" in blocks:
+        summary_path = DEMO_DIR / "summary.json"
+        if not (args.reuse and summary_path.exists()):
+            shutil.rmtree(DEMO_DIR, ignore_errors=True)  # a fresh run, every time
+            run(["distillrl", "demo", "--out", str(DEMO_DIR.relative_to(ROOT))])
+        updated = replace_block(updated, "demo", demo_block(json.loads(summary_path.read_text())))
+    if "inspect" in blocks:
+        updated = replace_block(updated, "inspect", inspect_block())
+    if "bench" in blocks:
+        updated = replace_block(updated, "bench", bench_block())
     if args.check:
         print("README.md is up to date" if updated == text else "README.md differs from what the commands give")
         return 0 if updated == text else 1
