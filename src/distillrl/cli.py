@@ -36,11 +36,10 @@ ZOO_BUILD_DIR = Path("runs/zoo")
 
 @app.callback()
 def quiet_libraries() -> None:
-    """Keep transformers', the hub's and datasets' progress bars and notices out of the run's own output (set
-    before any of them is imported; an explicit setting in the environment wins)."""
+    """Keep transformers' and the hub's progress bars and notices out of the run's own output (set before either
+    is imported; an explicit setting in the environment wins)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
 def user_errors() -> tuple[type[Exception], ...]:
