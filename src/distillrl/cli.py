@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -40,6 +41,11 @@ def quiet_libraries() -> None:
     is imported; an explicit setting in the environment wins)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already (the command runs inside a Python session): tell it
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -70,7 +76,7 @@ def before_after_table(summary: dict) -> Table:
     domains = sorted({key[len(prefix):] for _, metrics in rows for key in metrics if key.startswith(prefix)})
     table = Table(title="held-out accuracy (verifier)")
     for column in ("model", "greedy", *(f"greedy {domain}" for domain in domains), "sampled", "reverse KL", "length"):
-        table.add_column(column, justify="right" if column != "model" else "left")
+        table.add_column(column, justify="right" if column != "model" else "left", no_wrap=column == "model")
     for label, metrics in rows:
         kl = metrics.get("eval/reverse_kl")
         table.add_row(label, f"{metrics['eval/accuracy_greedy']:.3f}",
