@@ -2,37 +2,15 @@
 
 import json
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
-from distillrl.cli import app
+from distillrl.cli import app, before_after_table, fail
+from distillrl.report.plots import plot_training_curves
 
 SMALL = ["--set", "optim.steps=2", "--set", "eval.num_prompts=16", "--set", "rollout.prompts_per_step=4",
          "--set", "tensorboard=false"]  # fmt: skip
-
-
-def test_demo_writes_summary_plot_and_metrics(tmp_path):
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out), *SMALL])
-    assert result.exit_code == 0, result.output
-    summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) >= {"teacher_accuracy", "student_accuracy_before", "student_accuracy_after", "steps", "wall_seconds"}
-    assert summary["steps"] == 2 and 0 <= summary["student_accuracy_after"] <= 1
-    assert summary["teacher_accuracy"] > summary["student_accuracy_before"]  # the shipped pair leaves a gap
-    assert (out / "curves.png").stat().st_size > 10_000
-    assert "student after" in result.output
-
-
-def test_train_recipe_then_resume_and_eval(tmp_path):
-    out = tmp_path / "opd"
-    runner = CliRunner()
-    result = runner.invoke(app, ["train", "configs/opd.yaml", "--set", f"output_dir={out}", *SMALL])
-    assert result.exit_code == 0, result.output
-    assert (out / "checkpoints" / "step_000002" / "model" / "model.safetensors").exists()
-    resumed = runner.invoke(app, ["train", "configs/opd.yaml", "--set", f"output_dir={out}", *SMALL, "--resume"])
-    assert resumed.exit_code == 0, resumed.output  # already finished: nothing more to do, nothing lost
-    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
-    evaluated = runner.invoke(app, ["eval", "--model", str(out / "checkpoints" / "step_000002" / "model"), "--n", "16"])
-    assert evaluated.exit_code == 0 and "eval/accuracy_greedy" in evaluated.output
 
 
 def test_forward_kl_and_sft_recipes_run(tmp_path):
@@ -48,3 +26,35 @@ def test_eval_on_a_builtin_multi_domain_task_reports_each_domain():
     result = CliRunner().invoke(app, ["eval", "--model", "zoo:teacher-lists", "--task", "mix", "--n", "8"])
     assert result.exit_code == 0, result.output
     assert "eval/accuracy_greedy/arith" in result.output and "eval/accuracy_greedy/lists" in result.output
+
+
+def test_multi_teacher_table_has_a_column_per_domain():
+    def evaluation(greedy, arith, lists):
+        return {"eval/accuracy_greedy": greedy, "eval/accuracy_greedy/arith": arith, "eval/accuracy_greedy/lists": lists,
+                "eval/accuracy_sampled": greedy, "eval/response_length": 10.0}  # fmt: skip
+
+    teachers = {"arith": evaluation(0.5, 0.9, 0.1), "lists": evaluation(0.45, 0.2, 0.7)}
+    summary = {"teacher": teachers["arith"], "teachers": teachers, "before": evaluation(0.3, 0.35, 0.25),
+               "after": evaluation(0.6, 0.65, 0.55)}  # fmt: skip
+    table = before_after_table(summary)
+    assert [c.header for c in table.columns][:4] == ["model", "greedy", "greedy arith", "greedy lists"]
+    assert list(table.columns[2].cells) == ["0.900", "0.200", "0.350", "0.650"]
+    assert list(table.columns[0].cells) == ["teacher arith", "teacher lists", "student before", "student after"]
+
+
+def png_width(path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")
+
+
+def test_curves_draw_the_kl_panel_only_when_there_is_a_teacher(tmp_path):
+    records = [{"step": s, "eval/accuracy_greedy": 0.1 * s, "eval/accuracy_sampled": 0.1 * s} for s in range(3)]
+    alone = plot_training_curves(records, tmp_path / "alone.png")
+    with_kl = [dict(r, **{"train/reverse_kl": 1.0 / (1 + r["step"])}) for r in records]
+    beside = plot_training_curves(with_kl, tmp_path / "beside.png", {"arith": {"eval/accuracy_greedy": 0.8}})
+    assert png_width(beside) > 1.5 * png_width(alone)
+
+
+def test_an_error_is_printed_as_is_not_as_console_markup(capsys):
+    with pytest.raises(typer.Exit):
+        fail(ImportError("install them with: pip install -e '.[control]'"))
+    assert "pip install -e '.[control]'" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from distillrl.models.tokenizer import build_char_tokenizer
-from distillrl.tasks.arith import ArithDifficulty, ArithTask
+from distillrl.tasks.arith import ArithDifficulty, ArithTask, answer_of
 from distillrl.tasks.base import is_test_prompt
 from distillrl.tasks.base import Problem, extract_final_answer
 from distillrl.tasks.prompts import DatasetError, PromptsTask, load_problems
@@ -36,6 +36,14 @@ def test_arith_solutions_are_correct_and_verifiable():
         for step in problem.solution.split(";")[:-1]:  # every chain-of-thought step is true arithmetic
             expression, value = step.rsplit("=", 1)
             assert eval(expression.replace("--", "- -").replace("+-", "+ -").replace("*-", "* -")) == int(value)  # noqa: S307
+
+
+def test_answer_of_an_arith_prompt_matches_its_generated_answer():
+    task = ArithTask()
+    for problem in task.test_problems(50):
+        assert answer_of(problem.prompt) == problem.answer
+    assert answer_of("3+(4*2)=") == "11" and answer_of("(7-9)*3=") == "-6"
+    assert answer_of("sort[3,1]=") is None and answer_of("2**3=") is None and answer_of("3+4") is None
 
 
 def test_train_and_test_splits_are_disjoint():

@@ -3,14 +3,15 @@
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from distillrl.checkpoint import latest_checkpoint, list_checkpoints
+from distillrl.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint, save_final_model
 from distillrl.evaluate import evaluate
-from distillrl.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
+from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer, resolve_model_path
 from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
 from distillrl.tasks import ArithTask
@@ -83,24 +84,36 @@ def test_model_saved_with_save_pretrained_trains_saves_and_reloads(tiny_config, 
     load_tokenizer("zoo:student-base").save_pretrained(source)
     config = tiny_config(student={"path": str(source)}, optim={"steps": 2}, eval={"every": 0})
     summary = train(config, show_progress=False)
-    saved = latest_checkpoint(config.output_dir) / "model"
+    saved = Path(config.output_dir) / "final"
     assert (saved / "model.safetensors").exists() and (saved / "tokenizer_config.json").exists()
     reloaded = AutoModelForCausalLM.from_pretrained(saved)
     changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values())]
     assert any(changed)
-    _assert_reload_reproduces_final_eval(saved, config, summary)
+    _assert_reload_reproduces_final_eval(config.output_dir, config, summary)  # the run directory: its final/
 
 
 def test_lora_student_trains_saves_adapter_and_reloads(tiny_config):
     config = tiny_config(student={"path": "zoo:student-base", "lora": {"r": 4, "alpha": 8}}, optim={"steps": 2}, eval={"every": 0})
     summary = train(config, show_progress=False)
-    saved = latest_checkpoint(config.output_dir) / "model"
+    saved = Path(config.output_dir) / "final"
     adapter = json.loads((saved / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "zoo:student-base" and adapter["r"] == 4
     assert not (saved / "model.safetensors").exists()  # only the adapter is written
     reloaded = load_causal_lm(str(saved))
     assert hasattr(reloaded, "peft_config")
-    _assert_reload_reproduces_final_eval(saved, config, summary)
+    _assert_reload_reproduces_final_eval(config.output_dir, config, summary)
+
+
+def test_a_run_directory_loads_as_its_final_model_and_an_unfinished_one_names_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    model, tokenizer = load_causal_lm("zoo:student-base"), load_tokenizer("zoo:student-base")
+    save_checkpoint(run, 1, model, tokenizer, {}, keep=1)
+    with pytest.raises(ModelLoadError, match=r"no final/ model yet .*checkpoints/step_000001/model"):
+        resolve_model_path(str(run))
+    save_final_model(run, model, tokenizer)
+    save_final_model(run, model, tokenizer)  # a second save replaces the first whole
+    assert resolve_model_path(str(run)) == str(run / "final")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "final"]  # no temporary folder left
 
 
 def _assert_reload_reproduces_final_eval(saved, config, summary):

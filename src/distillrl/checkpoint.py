@@ -3,6 +3,9 @@
 A checkpoint directory `step_NNNNNN/` holds `model/` (HF layout or PEFT adapter, plus the tokenizer) and
 `trainer_state.pt` (optimizer, scheduler, RNG states, step). A run killed mid-write leaves only a
 `.tmp-*` directory, which is ignored and cleaned up.
+
+A finished run also has `final/`: the trained model in HF layout (or the PEFT adapter) with its tokenizer,
+the stable name every `--model` accepts (a run directory stands for its `final/`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import torch
 from distillrl import runtime
 
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
+
+
+FINAL_MODEL = "final"
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
@@ -64,6 +70,24 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_st
     os.replace(temporary, final)
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save_final_model(run_dir: str | Path, model, tokenizer) -> Path:
+    """Write the trained model and its tokenizer to `run_dir/final` atomically: a complete new `final/`
+    replaces the old one in one rename, so a reader never sees a half-written model."""
+    run_dir = Path(run_dir)
+    final = run_dir / FINAL_MODEL
+    temporary = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=run_dir))
+    model.save_pretrained(temporary)
+    tokenizer.save_pretrained(temporary)
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(prefix=".tmp-old-final-", dir=run_dir))
+        os.replace(final, retired / FINAL_MODEL)
+        os.replace(temporary, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(temporary, final)
     return final
 
 

@@ -1,63 +1,89 @@
-"""The `distillrl` command line: demo, train, eval, zoo."""
+"""The `distillrl` command line: demo, train, eval, inspect, zoo, control, bench.
+
+Heavy libraries (torch, transformers, datasets) are imported inside the commands that need them, so that
+`distillrl --help` answers at once (scripts/bench_cli_help.py measures it).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from distillrl.config import ConfigError, load_config
-from distillrl.models.loading import ModelLoadError
-from distillrl.tasks.prompts import DatasetError
+from distillrl.bench.experiments import EXPERIMENTS
+from distillrl.models.zoo import ZOO, ZOO_DIR
 
-app = typer.Typer(help="Knowledge distillation the way reinforcement learning does it.", no_args_is_help=True)
-zoo_app = typer.Typer(help="The built-in tiny model zoo.", no_args_is_help=True)
+# rich_markup_mode=None: click's plain help, where a boolean flag reads `--quick`, not `--quick <bool>`
+CLI = dict(no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Knowledge distillation the way reinforcement learning does it.", **CLI)
+zoo_app = typer.Typer(help="The built-in tiny model zoo.", **CLI)
 app.add_typer(zoo_app, name="zoo")
-control_app = typer.Typer(help="Policy distillation of control policies (gymnasium, stable-baselines3).",
-                          no_args_is_help=True)  # fmt: skip
+control_app = typer.Typer(help="Policy distillation of control policies (gymnasium, stable-baselines3).", **CLI)
 app.add_typer(control_app, name="control")
 bench_app = typer.Typer(help="Benchmarks: the papers' findings reproduced on the built-in zoo; speed against TRL.",
-                        no_args_is_help=True)  # fmt: skip
+                        **CLI)
 app.add_typer(bench_app, name="bench")
 console = Console()
-USER_ERRORS = (ConfigError, DatasetError, ModelLoadError)
 RECIPES = Path(__file__).resolve().parent / "recipes"
+ZOO_BUILD_DIR = Path("runs/zoo")
 
 
 @app.callback()
 def quiet_libraries() -> None:
-    """Keep transformers' per-file progress bars and notices out of the run's own output."""
-    from transformers.utils import logging as hf_logging
+    """Keep transformers' and the hub's progress bars and notices out of the run's own output (set before either
+    is imported; an explicit setting in the environment wins)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already (the command runs inside a Python session): tell it
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to fix (a bad config, data file or model name): one line, exit code 2."""
+    from distillrl.config import ConfigError
+    from distillrl.models.loading import ModelLoadError
+    from distillrl.tasks.prompts import DatasetError
+
+    return (ConfigError, DatasetError, ModelLoadError)
 
 
 def fail(error: Exception) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     raise typer.Exit(code=2)
 
 
 def before_after_table(summary: dict) -> Table:
-    table = Table(title="held-out accuracy (verifier)")
-    for column in ("model", "greedy", "sampled", "reverse KL", "length"):
-        table.add_column(column, justify="right" if column != "model" else "left")
+    """Teacher(s), student before and after: greedy accuracy (and per domain when the held-out set has several),
+    sampled accuracy, reverse KL to the teacher, response length."""
     teachers = summary.get("teachers") or {}
     if len(teachers) > 1:  # several teachers: one row each
         rows = [(f"teacher {name}", metrics) for name, metrics in teachers.items()]
     else:
         rows = [("teacher", summary["teacher"])]
-    rows += [("student before", summary["before"]), ("student after", summary["after"])]
+    rows = [(label, metrics) for label, metrics in rows + [("student before", summary["before"]),
+                                                           ("student after", summary["after"])] if metrics]  # fmt: skip
+    prefix = "eval/accuracy_greedy/"
+    domains = sorted({key[len(prefix):] for _, metrics in rows for key in metrics if key.startswith(prefix)})
+    table = Table(title="held-out accuracy (verifier)")
+    for column in ("model", "greedy", *(f"greedy {domain}" for domain in domains), "sampled", "reverse KL", "length"):
+        table.add_column(column, justify="right" if column != "model" else "left", no_wrap=column == "model")
     for label, metrics in rows:
-        if metrics:
-            kl = metrics.get("eval/reverse_kl")
-            table.add_row(label, f"{metrics['eval/accuracy_greedy']:.3f}", f"{metrics['eval/accuracy_sampled']:.3f}",
-                          "-" if kl is None else f"{kl:.4f}", f"{metrics['eval/response_length']:.1f}")  # fmt: skip
+        kl = metrics.get("eval/reverse_kl")
+        table.add_row(label, f"{metrics['eval/accuracy_greedy']:.3f}",
+                      *(f"{metrics[prefix + domain]:.3f}" for domain in domains),
+                      f"{metrics['eval/accuracy_sampled']:.3f}", "-" if kl is None else f"{kl:.4f}",
+                      f"{metrics['eval/response_length']:.1f}")  # fmt: skip
     return table
 
 
@@ -67,13 +93,14 @@ def demo(
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set optim.steps=50"),
 ) -> None:
     """On-policy distillation from the shipped teacher into the shipped student-base on `arith`."""
+    from distillrl.config import load_config
     from distillrl.trainer import train
 
     try:
         config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
         started = time.perf_counter()
         summary = train(config)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         fail(error)
     wall = time.perf_counter() - started
     console.print(before_after_table(summary))
@@ -84,9 +111,12 @@ def demo(
         "steps": config.optim.steps,
         "wall_seconds": round(wall, 1),
         "eval_prompts": config.eval.num_prompts,
-    }
+        "evaluations": {"teacher": summary["teacher"], "student_before": summary["before"],
+                        "student_after": summary["after"]},
+    }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(result, indent=2))
-    console.print(f"wrote {out / 'summary.json'} and {out / 'curves.png'} ({wall:.0f} s)")
+    console.print(f"wrote {out / 'summary.json'}, {out / 'curves.png'} and the trained model {out / 'final'} "
+                  f"({wall:.0f} s)")
 
 
 @app.command("train")
@@ -95,30 +125,32 @@ def train_command(
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set optim.lr=1e-4"),
     resume: bool = typer.Option(False, "--resume", help="continue from the run directory's latest checkpoint"),
 ) -> None:
-    """Train with a YAML recipe."""
+    """Train with a YAML recipe; the trained model is saved to OUTPUT_DIR/final."""
+    from distillrl.config import load_config
     from distillrl.trainer import train
 
     try:
         config = load_config(config_path, set_)
         summary = train(config, resume=resume)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         fail(error)
     if summary["before"] or summary["after"]:
         console.print(before_after_table(summary))
+    console.print(f"trained model: {Path(summary['run_dir']) / 'final'} (--model {summary['run_dir']} loads it)")
 
 
 @app.command("eval")
 def eval_command(
-    model: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
+    model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
     task: str = typer.Option("arith", help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers"),
     n: int = typer.Option(200, help="held-out prompts"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
     temperature: float = typer.Option(1.0, help="temperature of the sampled accuracy"),
 ) -> None:
     """Evaluate a model on held-out prompts."""
+    from distillrl.config import TaskConfig
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer
-    from distillrl.config import TaskConfig
     from distillrl.tasks import PromptsTask, build_task
 
     try:
@@ -127,8 +159,9 @@ def eval_command(
         problems = task_object.test_problems(n)
         student = load_causal_lm(model)
         teacher_model = load_causal_lm(teacher) if teacher else None
-        metrics = evaluate(student, load_tokenizer(model), task_object, problems, teacher_model, temperature)
-    except USER_ERRORS as error:
+        with console.status(f"evaluating {model} on {len(problems)} prompts"):
+            metrics = evaluate(student, load_tokenizer(model), task_object, problems, teacher_model, temperature)
+    except user_errors() as error:
         fail(error)
     table = Table(title=f"{model} on {task} ({len(problems)} prompts)")
     table.add_column("metric")
@@ -140,26 +173,34 @@ def eval_command(
 
 @zoo_app.command("build")
 def zoo_build(
-    out: Optional[Path] = typer.Option(None, help="where to write the models (default: the package's zoo)"),
-    only: list[str] = typer.Option([], help="build only these models"),
+    out: Path = typer.Option(ZOO_BUILD_DIR, help="where to write the models (NAME/ under it)"),
+    only: list[str] = typer.Option([], help=f"build only these models (repeatable): {', '.join(ZOO)}"),
+    into_package: bool = typer.Option(False, "--into-package",
+                                      help=f"replace the shipped models that zoo:NAME loads ({ZOO_DIR})"),
 ) -> None:
-    """Train the built-in models from scratch on the CPU (seeded, reproducible)."""
-    from distillrl.models.loading import ZOO_DIR
-    from distillrl.models.zoo import ZOO, build_zoo
+    """Train the built-in models from scratch on the CPU (seeded). A model that starts from another one (e.g.
+    teacher from teacher-base) takes it from OUT when built there, else the shipped one."""
+    from distillrl.models.zoo import build_zoo
 
     unknown = [name for name in only if name not in ZOO]
     if unknown:
         fail(ValueError(f"--only: unknown zoo model {unknown[0]!r} (have: {', '.join(ZOO)})"))
-    results = build_zoo(out or ZOO_DIR, only or None)
+    out = ZOO_DIR if into_package else out
+    try:
+        results = build_zoo(out, only or None)
+    except FileNotFoundError as error:
+        fail(error)
     for name, metrics in results.items():
-        console.print(f"{name}: greedy accuracy {metrics['eval/accuracy_greedy']:.3f}")
+        console.print(f"{out / name}: greedy accuracy {metrics['eval/accuracy_greedy']:.3f} (from {metrics['init']})")
+    if not into_package:
+        console.print(f"use a built model by its path, e.g. --model {out / next(iter(results))}; zoo:NAME still loads "
+                      "the shipped models (--into-package replaces them)")  # fmt: skip
 
 
 @zoo_app.command("list")
 def zoo_list() -> None:
     """The built-in models, their size and where they are."""
-    from distillrl.models.loading import ZOO_DIR, count_parameters, load_causal_lm
-    from distillrl.models.zoo import ZOO
+    from distillrl.models.loading import count_parameters, load_causal_lm
 
     table = Table(title="built-in models")
     for column in ("name", "parameters", "description", "path"):
@@ -221,49 +262,69 @@ def control_distill(
 
 @app.command("inspect")
 def inspect_command(
-    student: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
-    teacher: str = typer.Option(..., help="zoo:NAME, checkpoint directory or hub id"),
-    prompt: list[str] = typer.Option(..., help="a prompt (repeat for several), e.g. --prompt '3+4*2='"),
+    student: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
+    teacher: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
+    prompt: list[str] = typer.Option(..., help="a prompt (repeat for several), e.g. --prompt '3+(4*2)='; an arith "
+                                     "prompt's samples are marked right or wrong"),
     samples: int = typer.Option(4, help="student samples per prompt"),
     temperature: float = typer.Option(1.0, help="sampling temperature"),
-    max_new_tokens: int = typer.Option(48),
-    out: Path = typer.Option(Path("forking_tokens.html"), help="the HTML page to write"),
+    max_new_tokens: int = typer.Option(48, help="longest completion sampled, in tokens"),
+    seed: int = typer.Option(0, help="seed of the student's sampling"),
+    out: Path = typer.Option(Path("runs/forking_tokens.html"), help="the HTML page to write"),
 ) -> None:
     """Sample from the student and shade each token by its reverse KL to the teacher (forking tokens), as HTML."""
+    import torch
+
     from distillrl.forking import inspect_samples, render_html
-    from distillrl.models.loading import load_causal_lm, load_tokenizer
+    from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
+    from distillrl.tasks.arith import answer_of
+    from distillrl.tasks.base import Problem, exact_match_reward
 
     try:
         student_model, teacher_model = load_causal_lm(student), load_causal_lm(teacher)
         tokenizer = load_tokenizer(student)
         if len(load_tokenizer(teacher)) != len(tokenizer):
             raise ModelLoadError(f"--teacher {teacher}: its vocabulary differs from the student's ({student})")
-    except USER_ERRORS as error:
+    except user_errors() as error:
         fail(error)
-    views = inspect_samples(student_model, teacher_model, tokenizer, prompt, samples, temperature, max_new_tokens)
+    answers = [answer_of(text) for text in prompt]
+
+    def verify(index: int, completion: str) -> bool | None:
+        answer = answers[index]
+        return None if answer is None else exact_match_reward(Problem(prompt[index], answer), completion) > 0
+
+    torch.manual_seed(seed)
+    views = inspect_samples(student_model, teacher_model, tokenizer, prompt, samples, temperature, max_new_tokens,
+                            verify)  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(views, f"Forking tokens: {student} vs {teacher}"))
+    marks = {True: "[green]right[/]", False: "[red]wrong[/]", None: "[dim]?[/]"}
     for view in views:
         peak = view.tokens[view.peak] if view.tokens else None
         where = f"peak {peak.reverse_kl:.2f} nats at {peak.text!r} (teacher: {peak.teacher_token!r})" if peak else "empty"
-        console.print(f"{view.prompt}{view.completion}  [dim]{where}[/]", highlight=False)
+        console.print(f"{marks[view.correct]} {escape(view.prompt + view.completion)}  [dim]{escape(where)}[/]",
+                      highlight=False)  # fmt: skip
     console.print(f"wrote {out}")
 
 
 @bench_app.command("repro")
 def bench_repro(
-    only: list[str] = typer.Option([], help="run only these experiments (repeatable)"),
+    only: list[str] = typer.Option([], help=f"run only these experiments (repeatable): {', '.join(EXPERIMENTS)}"),
     seeds: int = typer.Option(3, min=1, help="seeds per experiment"),
     quick: bool = typer.Option(False, "--quick", help="1 seed, 2 steps per run: a smoke test of every experiment"),
-    out: Path = typer.Option(Path("docs/results"), help="where REPORT.md, plots/, raw/ and bench/ go"),
+    out: Optional[Path] = typer.Option(None, help="where REPORT.md, plots/, raw/ and bench/ go (default: a new "
+                                       "runs/bench-repro/TIMESTAMP; --out docs/results updates the committed report)"),
     work: Path = typer.Option(Path("runs/bench"), help="run directories (checkpoints) of the experiments"),
 ) -> None:
     """Reproduce the papers' findings on the built-in zoo: tables, verdicts and plots in OUT/REPORT.md."""
-    from distillrl.bench.repro import run_repro
+    from distillrl.bench.repro import check_out_dir, default_out_dir, run_repro
 
+    out = out or default_out_dir()
     started = time.perf_counter()
     try:
+        check_out_dir(out, quick)
         report = run_repro(out, work, only or None, seeds, quick)
-    except (*USER_ERRORS, ValueError) as error:
+    except (*user_errors(), ValueError) as error:
         fail(error)
     console.print(f"wrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 

@@ -53,7 +53,8 @@ def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenize
                     verify=None) -> list[SampleView]:  # fmt: skip
     """Sample `num_samples` completions per prompt from the student; score every token against the teacher.
 
-    `verify(prompt_index, completion) -> bool`, when given, marks each sample correct or not.
+    `verify(prompt_index, completion) -> bool | None`, when given, marks each sample right or wrong (None: the
+    prompt's answer is not known).
     """
     sequences = generate(student, tokenizer, prompts, num_samples, temperature, max_new_tokens)
     args = (sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
@@ -74,7 +75,7 @@ def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenize
                   for i in index]  # fmt: skip
         prompt_index = sequences.prompt_index[row].item()
         completion = sequences.completions[row]
-        correct = None if verify is None else bool(verify(prompt_index, completion))
+        correct = None if verify is None else verify(prompt_index, completion)
         views.append(SampleView(prompts[prompt_index], completion, tokens, correct))
     return views
 
@@ -87,19 +88,27 @@ def _cell(token: TokenView, scale: float) -> str:
     return f'<span class="tok" style="background: rgba(220, 40, 40, {shade:.3f})" title="{html.escape(title)}">{text}</span>'
 
 
+VERDICTS = {True: ('<span class="mark right" title="right: the verifier accepts the answer">&#10003;</span>'),
+            False: ('<span class="mark wrong" title="wrong: the verifier rejects the answer">&#10007;</span>'),
+            None: '<span class="mark" title="no known answer to check">?</span>'}  # fmt: skip
+
+
 def render_html(views: list[SampleView], title: str = "Forking tokens") -> str:
-    """A page with one line per sample: each token shaded by its reverse KL (darkest = the sample set's largest)."""
+    """A page with one line per sample: a right/wrong mark from the verifier, then each token shaded by its
+    reverse KL (darkest = the sample set's largest), under a colour legend."""
     scale = max((t.reverse_kl for v in views for t in v.tokens), default=0.0)
     rows = []
     for view in views:
-        verdict = "" if view.correct is None else (" ✓" if view.correct else " ✗")
         total = sum(t.reverse_kl for t in view.tokens)
         peak = view.tokens[view.peak] if view.tokens else None
         note = f"sum {total:.2f} nats" + (f"; peak {peak.reverse_kl:.2f} at {peak.text!r}, teacher prefers "
                                          f"{peak.teacher_token!r}" if peak else "")  # fmt: skip
-        rows.append(f'<div class="sample"><span class="prompt">{html.escape(view.prompt)}</span>'
+        rows.append(f'<div class="sample">{VERDICTS[view.correct]}<span class="prompt">{html.escape(view.prompt)}</span>'
                     + "".join(_cell(t, scale) for t in view.tokens)
-                    + f'<span class="note">{verdict} {html.escape(note)}</span></div>')  # fmt: skip
+                    + f'<span class="note">{html.escape(note)}</span></div>')  # fmt: skip
+    steps = [scale * i / 4 for i in range(5)]
+    swatches = "".join(f'<span class="tok" style="background: rgba(220, 40, 40, {i / 4:.2f})">&nbsp;{value:.2f}&nbsp;</span>'
+                       for i, value in enumerate(steps))  # fmt: skip
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -107,12 +116,19 @@ body {{ font-family: sans-serif; margin: 2em; }}
 .sample {{ font-family: monospace; font-size: 15px; margin: 0.5em 0; white-space: nowrap; }}
 .prompt {{ color: #555; margin-right: 0.2em; }}
 .tok {{ padding: 1px 0; border-right: 1px solid #eee; }}
+.mark {{ display: inline-block; width: 1.5em; font-weight: bold; color: #777; }}
+.right {{ color: #1a7f37; }}
+.wrong {{ color: #c62828; }}
 .note {{ color: #777; font-family: sans-serif; font-size: 12px; margin-left: 1em; }}
+.legend {{ font-size: 13px; margin: 1em 0; }}
+.legend .tok {{ font-family: monospace; }}
 </style></head><body>
 <h2>{html.escape(title)}</h2>
 <p>Each token of the student's own sample is shaded by the per-token reverse KL to the teacher, KL(pi_student ||
-pi_teacher) at that position: the penalty on-policy distillation puts there (darkest = {scale:.2f} nats).
-Hover a token for the teacher's preferred token.</p>
+pi_teacher) at that position: the penalty on-policy distillation puts there. Hover a token for the teacher's
+preferred token.</p>
+<div class="legend">reverse KL (nats): {swatches}
+&nbsp; {VERDICTS[True]} right &nbsp; {VERDICTS[False]} wrong (the task's verifier on the sample's final answer)</div>
 {''.join(rows)}
 </body></html>
 """

@@ -29,7 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from distillrl.batch import Batch
-from distillrl.checkpoint import latest_checkpoint, load_trainer_state, restore_rng_state, rng_state, save_checkpoint
+from distillrl.checkpoint import (latest_checkpoint, load_trainer_state, restore_rng_state, rng_state, save_checkpoint,
+                                  save_final_model)
 from distillrl.config import ConfigError, TrainConfig
 from distillrl.evaluate import evaluate
 from distillrl.models.loading import count_parameters, load_tokenizer
@@ -181,7 +182,8 @@ def train(
     show_progress: bool = True,
     eval_cache: dict | None = None,
 ) -> dict:
-    """Run the configured method; returns the final evaluation (and where the run's files are).
+    """Run the configured method; returns the final evaluation (and where the run's files are). The trained
+    model is saved to `output_dir/final` (HF layout, with the tokenizer).
 
     `eval_cache` (optional, shared between runs in one process) keeps the evaluations of unchanged checkpoints,
     the teachers and the student before its first step, keyed by their paths and the task and eval settings.
@@ -303,10 +305,10 @@ def train(
             progress.update(bar, advance=1, info=info)
             if on_step is not None:
                 on_step(step, record)
+    save_final_model(run_dir, student, models.tokenizer)
     log.close()
     records = log.records()
-    teacher_accuracy = teacher_eval["eval/accuracy_greedy"] if teacher_eval else None
-    plot_training_curves(records, run_dir / "curves.png", teacher_accuracy)
+    plot_training_curves(records, run_dir / "curves.png", teacher_evals)
     final = [r for r in records if "eval/accuracy_greedy" in r]
     return {
         "teacher": teacher_eval,

@@ -1,4 +1,5 @@
-"""Run the reproduction experiments and write docs/results/REPORT.md."""
+"""Run the reproduction experiments and write OUT/REPORT.md (a new runs/bench-repro/TIMESTAMP by default; the
+committed report is docs/results, written only when asked for by name and never by `--quick`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,28 @@ from pathlib import Path
 from rich.console import Console
 
 from distillrl.bench.context import BenchContext
-from distillrl.bench.report import render_report
+from distillrl.bench.experiments import EXPERIMENTS
+from distillrl.bench.report import ExperimentResult, render_report
 
-EXPERIMENTS = ("opd_vs_rl", "lambda_sweep", "strong_to_weak", "fusion", "rl_with_teacher", "continual",
-               "one_prompt", "mode_seeking", "forking_tokens")  # fmt: skip
+COMMITTED_RESULTS = ("docs", "results")
 console = Console(stderr=True)
+
+
+def default_out_dir() -> Path:
+    """A new folder per call: runs/bench-repro/YYYYMMDD-HHMMSS."""
+    return Path("runs") / "bench-repro" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def check_out_dir(out_dir: Path, quick: bool) -> None:
+    """`--quick` (2-step smoke runs) never writes over full results: not into docs/results, nor into any folder
+    that holds a full run's experiment results."""
+    if not quick:
+        return
+    full = sorted(p.stem for p in (out_dir / "bench").glob("*.json") if not ExperimentResult.load(p).quick)
+    if tuple(out_dir.resolve().parts[-2:]) == COMMITTED_RESULTS or full:
+        held = f" (it holds the full results of {', '.join(full)})" if full else ""
+        raise ValueError(f"--quick: refusing to write smoke-test results into {out_dir}{held}; leave --out out "
+                         "(a new runs/bench-repro/TIMESTAMP) or name an empty folder")  # fmt: skip
 
 
 def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seeds: int = 3, quick: bool = False) -> Path:

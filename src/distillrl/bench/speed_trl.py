@@ -13,6 +13,7 @@ completion tokens. The student phase is the rest of the step.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -102,7 +103,11 @@ def run_trl_segment(setting: SpeedSetting, models: BenchModels, steps: int, seed
     from datasets import Dataset
     from transformers import AutoTokenizer, PrinterCallback
 
+    # TRL turns gradient checkpointing on by default; transformers 5.24 renamed the switch
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in {
+        f.name for f in dataclasses.fields(trl.DistillationConfig)} else "gradient_checkpointing"  # fmt: skip
     args = trl.DistillationConfig(
+        **{checkpointing: False},
         output_dir=str(run_dir),
         max_steps=steps,
         per_device_train_batch_size=setting.prompts,
@@ -111,7 +116,6 @@ def run_trl_segment(setting: SpeedSetting, models: BenchModels, steps: int, seed
         max_completion_length=setting.new_tokens,
         temperature=1.0,
         beta=1.0,
-        gradient_checkpointing=False,
         bf16=setting.precision == "bf16",
         use_cpu=setting.device == "cpu",
         seed=seed,

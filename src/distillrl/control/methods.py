@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -94,7 +95,7 @@ def fit_mlp(student: MLPPolicy, optimizer, states: torch.Tensor, teacher_logits:
 
 
 def distill_by_aggregation(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int,
-                           num_actions: int) -> MethodResult:  # fmt: skip
+                           num_actions: int, on_round: Callable[[], None]) -> MethodResult:  # fmt: skip
     """Off-policy KD, DAgger and the tree: collect with the beta-mixed actor, label with the teacher, aggregate,
     refit the student on everything so far."""
     generator = torch.Generator().manual_seed(config.seed)
@@ -119,12 +120,13 @@ def distill_by_aggregation(config: ControlConfig, method: MethodConfig, teacher:
         else:
             fit_mlp(student, optimizer, all_states, all_labels, method, config, generator)
         result.record_round(config, student, len(all_states))
+        on_round()
     result.parameters = result.best.num_parameters if method.name == "tree" else count_parameters(student)
     return result.finish(config, started)
 
 
 def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int,
-                   num_actions: int) -> MethodResult:  # fmt: skip
+                   num_actions: int, on_round: Callable[[], None]) -> MethodResult:  # fmt: skip
     """Refined policy distillation: the beta-mixed behaviour acts (the student sampling), every visited state is
     teacher-labelled, and the loss is kd_weight * KD + task_weight * (PPO clipped surrogate + 0.5 value error)
     with GAE advantages."""
@@ -143,6 +145,7 @@ def distill_hybrid(config: ControlConfig, method: MethodConfig, teacher: Teacher
         update_hybrid(student, critic, optimizer, batch, teacher, beta, method, config, generator)
         labelled += len(batch.states)
         result.record_round(config, student, labelled)
+        on_round()
     return result.finish(config, started)
 
 
@@ -181,7 +184,9 @@ def update_hybrid(student: MLPPolicy, critic: MLPPolicy, optimizer, batch: Trans
             optimizer.step()
 
 
-def run_method(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int, num_actions: int) -> MethodResult:
+def run_method(config: ControlConfig, method: MethodConfig, teacher: TeacherPolicy, obs_dim: int, num_actions: int,
+               on_round: Callable[[], None] = lambda: None) -> MethodResult:  # fmt: skip
+    """Run one method; `on_round` is called after each of its `iterations` rounds (progress)."""
     if method.name == "hybrid":
-        return distill_hybrid(config, method, teacher, obs_dim, num_actions)
-    return distill_by_aggregation(config, method, teacher, obs_dim, num_actions)
+        return distill_hybrid(config, method, teacher, obs_dim, num_actions, on_round)
+    return distill_by_aggregation(config, method, teacher, obs_dim, num_actions, on_round)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from distillrl.config import ConfigError
 from distillrl.control.config import ControlConfig
@@ -24,6 +26,11 @@ def normalised(value: float, teacher: float, random: float) -> float:
 def samples_to_reach(result: MethodResult, target: float) -> int | None:
     """Teacher-labelled states after the first round whose return reached `target` (None: never)."""
     return next((n for n, r in zip(result.labelled, result.returns) if r >= target), None)
+
+
+def reach_text(labelled_to_95: list[int | None]) -> str:
+    """Teacher-labelled states each seed needed to reach 95% of the teacher, or "not reached"."""
+    return ", ".join("not reached" if n is None else str(n) for n in labelled_to_95)
 
 
 def method_summary(runs: list[MethodResult], target: float, teacher_return: float, random_return: float) -> dict:
@@ -47,8 +54,9 @@ def method_summary(runs: list[MethodResult], target: float, teacher_return: floa
     }
 
 
-def run_control_distillation(config: ControlConfig, console=None) -> dict:
-    """Evaluate the teacher and a random policy, run each method, write results.json / results.md / returns.png."""
+def run_control_distillation(config: ControlConfig, console: Console | None = None) -> dict:
+    """Evaluate the teacher and a random policy, run each method, write results.json / results.md / returns.png.
+    With a console: a line per method and a progress bar over its rounds."""
     teacher = resolve_teacher(config.teacher.path, config.env)
     envs = make_vector_env(config.env, 1, config.seed)
     obs_dim, num_actions = int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)
@@ -66,13 +74,18 @@ def run_control_distillation(config: ControlConfig, console=None) -> dict:
         f"({teacher.num_parameters} parameters), random {random_eval.mean_return:.1f}")  # fmt: skip
     target = random_eval.mean_return + 0.95 * (teacher_eval.mean_return - random_eval.mean_return)
     methods = []
+    progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rounds"),
+                        TimeElapsedColumn(), console=console, disable=console is None, transient=True)  # fmt: skip
     for method in config.methods:
-        runs = [run_method(config.model_copy(update={"seed": config.seed + s}), method, teacher, obs_dim, num_actions)
-                for s in range(config.seeds)]  # fmt: skip
+        with progress:
+            bar = progress.add_task(method.title, total=config.iterations * config.seeds)
+            runs = [run_method(config.model_copy(update={"seed": config.seed + s}), method, teacher, obs_dim,
+                               num_actions, on_round=lambda: progress.advance(bar)) for s in range(config.seeds)]  # fmt: skip
+            progress.remove_task(bar)
         methods.append(method_summary(runs, target, teacher_eval.mean_return, random_eval.mean_return))
         m = methods[-1]
         say(f"  {m['method']}: {m['return']:.1f} +- {m['std']:.1f} after {m['labelled']} labelled states, "
-            f"95% of the teacher after {m['labelled_to_95']} ({m['seconds']:.0f} s)")  # fmt: skip
+            f"labelled states to reach 95% of the teacher: {reach_text(m['labelled_to_95'])} ({m['seconds']:.0f} s)")  # fmt: skip
     summary = {
         "env": config.env,
         "seeds": config.seeds,
@@ -106,7 +119,7 @@ def results_table(summary: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for m in summary["methods"]:
-        reach = ", ".join("never" if n is None else str(n) for n in m["labelled_to_95"])
+        reach = reach_text(m["labelled_to_95"])
         lines.append(f"| {m['method']} | {m['return']:.1f} +- {m['std']:.1f} | {100 * m['normalised']:.0f}% | "
                      f"{m['parameters']} | {m['microseconds_per_action']:.0f} | {m['labelled']} | {reach} |")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """Loading causal LMs and tokenizers by name: a built-in zoo name (`zoo:teacher`), a local path or a hub id.
 
-The loading is transformers' own `AutoModelForCausalLM.from_pretrained`; a directory holding a PEFT adapter
-(`adapter_config.json`) loads its base model and the adapter on top.
+A run directory (`runs/demo`) names its trained model, `runs/demo/final`. The loading is transformers' own
+`AutoModelForCausalLM.from_pretrained`; a directory holding a PEFT adapter (`adapter_config.json`) loads its
+base model and the adapter on top.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from distillrl.checkpoint import FINAL_MODEL, latest_checkpoint
+from distillrl.models.zoo import ZOO_DIR
+
 ZOO_PREFIX = "zoo:"
-ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "checkpoints"
 
 
 class ModelLoadError(ValueError):
@@ -21,7 +24,8 @@ class ModelLoadError(ValueError):
 
 
 def resolve_model_path(name: str) -> str:
-    """Map `zoo:NAME` to the shipped checkpoint directory; local paths and hub ids pass through."""
+    """Map `zoo:NAME` to the shipped checkpoint directory and a run directory to its `final/` model; other local
+    paths and hub ids pass through."""
     if name.startswith(ZOO_PREFIX):
         path = ZOO_DIR / name[len(ZOO_PREFIX) :]
         if not (path / "config.json").exists():
@@ -32,9 +36,21 @@ def resolve_model_path(name: str) -> str:
             )
         return str(path)
     path = Path(name).expanduser()
-    if path.exists() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
-        raise ModelLoadError(f"{name}: a directory without config.json or adapter_config.json is not a checkpoint")
-    return str(path) if path.exists() else name
+    if not path.exists():
+        return name
+    if is_model_dir(path / FINAL_MODEL):  # a run directory stands for its final model
+        return str(path / FINAL_MODEL)
+    if not is_model_dir(path):
+        checkpoint = latest_checkpoint(path)
+        hint = (f"; this run has no final/ model yet (unfinished?): its latest checkpoint's model is {checkpoint / 'model'}"
+                if checkpoint else "")  # fmt: skip
+        raise ModelLoadError(f"{name}: not a model directory (no config.json or adapter_config.json, no final/){hint}")
+    return str(path)
+
+
+def is_model_dir(path: Path) -> bool:
+    """A directory holding an HF model (config.json) or a PEFT adapter (adapter_config.json)."""
+    return (path / "config.json").exists() or (path / "adapter_config.json").exists()
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

@@ -10,6 +10,9 @@ task's verifiable reward. The recipes below are the whole story:
   its steps, like a non-thinking model: on-policy distillation has to bring the teacher's behaviour back.
 - `domain-base` (3 x 96) learns both domains (arith and lists) by SFT; `teacher-arith` and `teacher-lists` are
   it after GRPO on one domain each: two same-size domain experts from one base, for multi-teacher fusion.
+
+The shipped models live in ZOO_DIR (`zoo:NAME` loads them). The recipes import nothing heavy (the command
+line lists their names in its help); torch, transformers and the trainer load when a model is built.
 """
 
 from __future__ import annotations
@@ -19,12 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from distillrl.config import TrainConfig
-from distillrl.models.loading import ZOO_DIR
-from distillrl.models.tokenizer import build_char_tokenizer
+ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,11 @@ ZOO = {
 }  # fmt: skip
 
 
-def init_model(spec: ZooModel, vocab_size: int, tokenizer) -> LlamaForCausalLM:
+def init_model(spec: ZooModel, vocab_size: int, tokenizer):
     """A freshly initialised Llama causal LM of the spec's shape (seeded)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=spec.hidden_size,
@@ -104,8 +105,11 @@ def init_model(spec: ZooModel, vocab_size: int, tokenizer) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def stage_config(spec: ZooModel, stage: Stage, init_path: Path, output_dir: Path) -> TrainConfig:
-    """The training run of one stage of a zoo recipe: SFT on solutions, or GRPO (8 samples per prompt)."""
+def stage_config(spec: ZooModel, stage: Stage, init_path: Path, output_dir: Path):
+    """The training run (a TrainConfig) of one stage of a zoo recipe: SFT on solutions, or GRPO (8 samples per
+    prompt)."""
+    from distillrl.config import TrainConfig
+
     if stage.objective == "sft":
         rollout = {"source": "dataset", "prompts_per_step": 64}
     else:
@@ -127,9 +131,21 @@ def stage_config(spec: ZooModel, stage: Stage, init_path: Path, output_dir: Path
     return TrainConfig.model_validate(data)
 
 
-def build_zoo(out_dir: str | Path = ZOO_DIR, names: list[str] | None = None, work_dir: str | Path | None = None) -> dict:
+def base_model_path(spec: ZooModel, out_dir: Path) -> Path:
+    """Where a model that starts from another zoo model finds it: built into out_dir (this build or an earlier
+    one), else the shipped one."""
+    for folder in (out_dir, ZOO_DIR):
+        if (folder / spec.init_from / "config.json").exists():
+            return folder / spec.init_from
+    raise FileNotFoundError(f"zoo: {spec.name} starts from {spec.init_from}, which is neither in {out_dir} nor "
+                            f"shipped in {ZOO_DIR}; build it first (--only {spec.init_from})")  # fmt: skip
+
+
+def build_zoo(out_dir: str | Path, names: list[str] | None = None, work_dir: str | Path | None = None) -> dict:
     """Train the zoo models (in ZOO order, so a base is built before the models that start from it) and save
-    them (HF layout, safetensors, with the tokenizer) under out_dir/NAME."""
+    them (HF layout, safetensors, with the tokenizer) under out_dir/NAME. Returns each model's final evaluation
+    and what it started from (`init`: a fresh initialisation or a base model's path)."""
+    from distillrl.models.tokenizer import build_char_tokenizer
     from distillrl.trainer import train
 
     out_dir = Path(out_dir)
@@ -140,19 +156,17 @@ def build_zoo(out_dir: str | Path = ZOO_DIR, names: list[str] | None = None, wor
         for name in [n for n in ZOO if names is None or n in names]:
             spec = ZOO[name]
             if spec.init_from is not None:
-                model_path = out_dir / spec.init_from
-                if not (model_path / "config.json").exists():
-                    raise FileNotFoundError(f"{name} starts from {spec.init_from}, which is not built in {out_dir}")
+                model_path = start = base_model_path(spec, out_dir)
             else:
-                model_path = work / f"{name}-init"
+                model_path, start = work / f"{name}-init", "a fresh initialisation"
                 init_model(spec, len(tokenizer), tokenizer).save_pretrained(model_path)
                 tokenizer.save_pretrained(model_path)
             for index, stage in enumerate(spec.stages):
                 summary = train(stage_config(spec, stage, model_path, work / f"{name}-stage{index}"))
-                model_path = Path(summary["run_dir"]) / "checkpoints" / f"step_{stage.steps:06d}" / "model"
+                model_path = Path(summary["run_dir"]) / "final"
             target = out_dir / name
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(model_path, target)
-            results[name] = summary["after"]
+            results[name] = {**summary["after"], "init": str(start)}
     return results

@@ -9,6 +9,7 @@ of its prompt falls in the test bucket, and each split only ever yields its own 
 
 from __future__ import annotations
 
+import ast
 import random
 from dataclasses import dataclass
 
@@ -65,6 +66,26 @@ def make_problem(rng: random.Random, difficulty: ArithDifficulty) -> Problem:
     root = _build(rng, rng.randint(difficulty.min_ops, difficulty.max_ops), difficulty, steps)
     answer = str(root.value)
     return Problem(prompt=f"{root.text}=", answer=answer, solution=";".join(steps) + f";#{answer}", domain="arith")
+
+
+def answer_of(prompt: str) -> str | None:
+    """The answer to an arith prompt (`3+(4*2)=` -> "11"), or None when `prompt` is not integers joined by
+    + - * (with parentheses) followed by `=`."""
+    if not prompt.endswith("=") or not prompt[:-1] or set(prompt[:-1]) - set("0123456789+-*() "):
+        return None
+    operators = {ast.Add: OPERATORS["+"], ast.Sub: OPERATORS["-"], ast.Mult: OPERATORS["*"]}
+
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            return operators[type(node.op)](value(node.left), value(node.right))
+        raise ValueError(f"not an arith expression: {ast.dump(node)}")
+
+    try:
+        return str(value(ast.parse(prompt[:-1], mode="eval").body))
+    except (SyntaxError, ValueError):
+        return None
 
 
 class ArithTask(GeneratedTask):

@@ -7,6 +7,7 @@ or row (parquet).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -47,21 +48,36 @@ def _check_jsonl(path: Path) -> None:
             _problem_from_row(row, f"{path}:{line_number}")
 
 
+@contextlib.contextmanager
+def datasets_quiet():
+    """`datasets` without its progress bars (a prompt file loads in a blink; its bars would only clutter the
+    run's output); their previous setting is restored after."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield datasets
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def load_problems(path: str | Path) -> tuple[list[Problem], list[str]]:
     """Load and verify every row of a `.jsonl`/`.json` or `.parquet` prompt file: the problems and where each
     one is (`file:line` or `file: row i`)."""
-    import datasets
-
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         _check_jsonl(path)  # exact line numbers before `datasets` parses it
-        dataset = datasets.load_dataset("json", data_files=str(path), split="train")
+        with datasets_quiet() as datasets:
+            dataset = datasets.load_dataset("json", data_files=str(path), split="train")
         where = lambda i: f"{path}:{i + 1}"  # noqa: E731
     elif suffix == ".parquet":
-        dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
+        with datasets_quiet() as datasets:
+            dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
         where = lambda i: f"{path}: row {i}"  # noqa: E731
     else:
         raise DatasetError(f"{path}: unsupported format {suffix!r} (use .jsonl or .parquet)")

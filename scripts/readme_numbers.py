@@ -1,0 +1,114 @@
+"""Regenerate every measured number in README.md from the commands that print them.
+
+    python scripts/readme_numbers.py              # runs `distillrl demo` (about 3 minutes) and `distillrl inspect`
+    python scripts/readme_numbers.py --reuse      # reuse runs/readme-demo/summary.json when it is there
+    python scripts/readme_numbers.py --check      # exit 1 when README.md is not what the commands give
+    python scripts/readme_numbers.py --blocks inspect,bench   # only these blocks (no demo run)
+
+Each generated block sits between `<!-- readme:NAME -->` and `<!-- /readme:NAME -->` and is rewritten whole:
+- `demo`: the before/after table, from the `summary.json` that `distillrl demo` writes, and the parameter counts
+  that `distillrl zoo list` prints;
+- `inspect`: the README's `distillrl inspect` example and what it prints;
+- `bench`: the wall time of the committed reproduction report (docs/results, written by `distillrl bench repro
+  --out docs/results`).
+Wall times depend on the machine and its load; the table's accuracies, KL and lengths do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DEMO_DIR = ROOT / "runs" / "readme-demo"
+INSPECT = ["distillrl", "inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher",
+           "--prompt", "3+(4*2)=", "--samples", "3"]  # fmt: skip
+
+
+def run(command: list[str]) -> str:
+    """Run a documented command from the repository root; its standard output, without colour codes."""
+    done = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    return re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+
+
+def parameters(name: str) -> int:
+    """A zoo model's parameter count, as `distillrl zoo list` prints it."""
+    from distillrl.models.loading import count_parameters, load_causal_lm
+
+    return count_parameters(load_causal_lm(name))
+
+
+def demo_block(summary: dict) -> str:
+    evaluations = summary["evaluations"]
+    rows = [(f"teacher (`zoo:teacher`, {parameters('zoo:teacher') / 1000:.0f}k parameters)", evaluations["teacher"]),
+            (f"student before (`zoo:student-base`, {parameters('zoo:student-base') / 1000:.0f}k)",
+             evaluations["student_before"]),
+            ("student after OPD", evaluations["student_after"])]  # fmt: skip
+    lines = [f"`distillrl demo --out runs/demo` ({summary['steps']} steps; {summary['eval_prompts']} held-out prompts, "
+             f"greedy, verifier-scored; {summary['wall_seconds']:.0f} s wall on a shared 2-core CPU machine) writes "
+             "this table to `summary.json` and prints it:",
+             "",
+             "| model | accuracy (greedy) | reverse KL to teacher (nats/token) | response length |",
+             "|---|---|---|---|"]  # fmt: skip
+    for label, metrics in rows:
+        kl = metrics.get("eval/reverse_kl")
+        lines.append(f"| {label} | {metrics['eval/accuracy_greedy']:.3f} | {'-' if kl is None else f'{kl:.4f}'} | "
+                     f"{metrics['eval/response_length']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def inspect_block() -> str:
+    printed = run(INSPECT).rstrip()
+    command = " ".join(f'"{arg}"' if "(" in arg else arg for arg in INSPECT)
+    return "\n".join(["```", f"$ {command}", printed, "```"])
+
+
+def bench_block() -> str:
+    results = [json.loads(path.read_text()) for path in sorted((ROOT / "docs" / "results" / "bench").glob("*.json"))]
+    minutes = sum(r["wall_seconds"] for r in results) / 60
+    seeds = max(len(r["seeds"]) for r in results)
+    return (f"`distillrl bench repro --out docs/results` runs {len(results)} experiments on the zoo ({seeds} seeds; "
+            f"{minutes:.0f} minutes on 2 CPU cores for the committed report)")
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- readme:{name} -->\n).*?(\n<!-- /readme:{name} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md: no <!-- readme:{name} --> ... <!-- /readme:{name} --> block")
+    return pattern.sub(lambda m: m[1] + body + m[2], text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reuse", action="store_true", help="reuse the last demo run when it is there")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md differs")
+    parser.add_argument("--blocks", default="demo,inspect,bench", help="comma-separated blocks to regenerate")
+    args = parser.parse_args()
+    blocks = args.blocks.split(",")
+    text = updated = README.read_text()
+    if "demo" in blocks:
+        summary_path = DEMO_DIR / "summary.json"
+        if not (args.reuse and summary_path.exists()):
+            shutil.rmtree(DEMO_DIR, ignore_errors=True)  # a fresh run, every time
+            run(["distillrl", "demo", "--out", str(DEMO_DIR.relative_to(ROOT))])
+        updated = replace_block(updated, "demo", demo_block(json.loads(summary_path.read_text())))
+    if "inspect" in blocks:
+        updated = replace_block(updated, "inspect", inspect_block())
+    if "bench" in blocks:
+        updated = replace_block(updated, "bench", bench_block())
+    if args.check:
+        print("README.md is up to date" if updated == text else "README.md differs from what the commands give")
+        return 0 if updated == text else 1
+    README.write_text(updated)
+    print(f"rewrote {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
