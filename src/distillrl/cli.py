@@ -53,9 +53,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     """The errors that are the user's to fix (a bad config, data file or model name): one line, exit code 2."""
     from distillrl.config import ConfigError
     from distillrl.models.loading import ModelLoadError
+    from distillrl.runtime import DeviceError
     from distillrl.tasks.prompts import DatasetError
 
-    return (ConfigError, DatasetError, ModelLoadError)
+    return (ConfigError, DatasetError, ModelLoadError, DeviceError)
 
 
 def fail(error: Exception) -> None:
@@ -362,7 +363,7 @@ def bench_speed(
 
     try:
         result = run_speed_bench(config, rounds, steps, set_, precision, on_segment=progress)
-    except (*USER_ERRORS, SpeedBenchError, TrlMissing) as error:
+    except (*user_errors(), SpeedBenchError, TrlMissing) as error:
         fail(error)
     out = out or Path("runs/bench-speed") / f"{config}.json"
     write_result(result, out)
