@@ -54,6 +54,14 @@ def restore_rng_state(state: dict, prompt_rng: random.Random) -> None:
     prompt_rng.setstate(state["prompts"])
 
 
+def save_model(model, tokenizer, folder: Path) -> None:
+    """The model in HF layout, or a PEFT model's adapter alone (training never resizes the vocabulary, so no
+    embedding layers go with it), and the tokenizer."""
+    extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
+    model.save_pretrained(folder, **extra)
+    tokenizer.save_pretrained(folder)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
     """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints."""
     root = checkpoint_root(run_dir)
@@ -61,8 +69,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_st
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    model.save_pretrained(temporary / "model")
-    tokenizer.save_pretrained(temporary / "model")
+    save_model(model, tokenizer, temporary / "model")
     torch.save({**trainer_state, "step": step}, temporary / "trainer_state.pt")
     final = root / f"step_{step:06d}"
     if final.exists():
@@ -79,8 +86,7 @@ def save_final_model(run_dir: str | Path, model, tokenizer) -> Path:
     run_dir = Path(run_dir)
     final = run_dir / FINAL_MODEL
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=run_dir))
-    model.save_pretrained(temporary)
-    tokenizer.save_pretrained(temporary)
+    save_model(model, tokenizer, temporary)
     if final.exists():
         retired = Path(tempfile.mkdtemp(prefix=".tmp-old-final-", dir=run_dir))
         os.replace(final, retired / FINAL_MODEL)

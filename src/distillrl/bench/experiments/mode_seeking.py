@@ -92,9 +92,9 @@ def plot(ctx: BenchContext, target: torch.Tensor, fits: dict) -> None:
     figure, axes = plt.subplots(1, len(fits), figsize=(10, 3.4), sharey=True)
     tokens = range(VOCAB)
     for axis, (label, students) in zip(axes, fits.items()):
-        axis.bar(tokens, target.exp(), color="lightgrey", label="teacher")
+        axis.bar(tokens, target.exp().tolist(), color="lightgrey", label="teacher")  # plain floats for matplotlib
         for index, student in enumerate(students):
-            axis.plot(tokens, student.exp(), marker=".", label=f"student, seed {ctx.seeds[index]}")
+            axis.plot(tokens, student.exp().tolist(), marker=".", label=f"student, seed {ctx.seeds[index]}")
         axis.set_title(label)
         axis.set_xlabel("token")
         axis.legend(fontsize=7)
