@@ -10,6 +10,7 @@ from rich.console import Console
 
 from distillrl.bench.context import BenchContext
 from distillrl.bench.report import render_report
+from distillrl.errors import UserError
 
 EXPERIMENTS = ("opd_vs_rl", "lambda_sweep", "strong_to_weak", "fusion", "rl_with_teacher", "continual",
                "one_prompt", "mode_seeking", "forking_tokens")  # fmt: skip
@@ -20,7 +21,7 @@ def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seed
     """Run the experiments (all, or `only`), save each result under out_dir/bench and render REPORT.md."""
     unknown = [name for name in only or [] if name not in EXPERIMENTS]
     if unknown:
-        raise ValueError(f"--only: unknown experiment {unknown[0]!r} (have: {', '.join(EXPERIMENTS)})")
+        raise UserError(f"--only: unknown experiment {unknown[0]!r} (have: {', '.join(EXPERIMENTS)})")
     names = [name for name in EXPERIMENTS if not only or name in only]
     ctx = BenchContext(seeds=list(range(1 if quick else seeds)), quick=quick, out_dir=out_dir, work_dir=work_dir)
     for index, name in enumerate(names, start=1):

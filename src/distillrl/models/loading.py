@@ -10,13 +10,19 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from safetensors import SafetensorError, safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from distillrl.errors import UserError, one_line
 
 ZOO_PREFIX = "zoo:"
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "checkpoints"
+LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
+# what transformers, safetensors and json raise for a missing, truncated or corrupt checkpoint file
+LOAD_FAILURES = (OSError, ValueError, RuntimeError, SafetensorError)
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model name that does not resolve to a loadable checkpoint."""
 
 
@@ -32,6 +38,8 @@ def resolve_model_path(name: str) -> str:
             )
         return str(path)
     path = Path(name).expanduser()
+    if not path.exists() and name.startswith(LOCAL_PATH_PREFIXES):
+        raise ModelLoadError(f"{name}: no such directory")
     if path.exists() and not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
         raise ModelLoadError(f"{name}: a directory without config.json or adapter_config.json is not a checkpoint")
     return str(path) if path.exists() else name
@@ -40,10 +48,13 @@ def resolve_model_path(name: str) -> str:
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved beside a model (left padding, pad = eos when the model has no pad)."""
     path = resolve_model_path(name)
-    adapter_config = Path(path) / "adapter_config.json"
-    if adapter_config.exists() and not (Path(path) / "tokenizer_config.json").exists():
-        path = resolve_model_path(json.loads(adapter_config.read_text())["base_model_name_or_path"])
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        adapter_config = Path(path) / "adapter_config.json"
+        if adapter_config.exists() and not (Path(path) / "tokenizer_config.json").exists():
+            path = resolve_model_path(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except LOAD_FAILURES as error:
+        raise ModelLoadError(f"{name}: cannot load its tokenizer ({one_line(error)})") from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -63,12 +74,45 @@ def load_causal_lm(name: str, dtype: torch.dtype = torch.float32, trainable: boo
             model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except OSError as error:
-        raise ModelLoadError(f"{name}: cannot load a causal LM from it ({error})") from error
+    except LOAD_FAILURES as error:
+        raise ModelLoadError(f"{name}: cannot load a causal LM from it ({one_line(error)})") from error
     model.train(trainable)
     if not trainable:
         model.requires_grad_(False)
     return model
+
+
+def model_config(name: str):
+    """A model's config (of its base model for a PEFT adapter), read without loading any weights."""
+    path = resolve_model_path(name)
+    try:
+        adapter_config = Path(path) / "adapter_config.json"
+        if adapter_config.exists():
+            return model_config(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+        return AutoConfig.from_pretrained(path)
+    except LOAD_FAILURES as error:
+        raise ModelLoadError(f"{name}: cannot read its config ({one_line(error)})") from error
+
+
+def check_model_files(name: str) -> None:
+    """A local checkpoint's files must load: its config (or adapter config) parses and every safetensors file has a
+    whole header and the size it declares. Read in milliseconds, before any weights; hub ids are not checked."""
+    path = Path(resolve_model_path(name))
+    if not path.is_dir():
+        return
+    configs = [p for p in (path / "config.json", path / "adapter_config.json") if p.exists()]
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights and not list(path.glob("*.bin")):
+        raise ModelLoadError(f"{name}: no model weights (*.safetensors) in it")
+    for file in [*configs, *weights]:
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            else:
+                with safe_open(file, "pt"):
+                    pass
+        except (OSError, ValueError, SafetensorError) as error:
+            raise ModelLoadError(f"{name}: {file.name} does not load ({one_line(error)})") from None
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
