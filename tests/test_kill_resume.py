@@ -9,6 +9,7 @@ random from the calls a run makes (seeded, so a failure reproduces: the test id 
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -137,3 +138,12 @@ def test_a_second_run_into_a_directory_in_use_is_refused(tmp_path):
     finally:
         first.kill()
         first.wait()
+
+
+def test_overwrite_replaces_a_run_with_a_new_one(tmp_path, uninterrupted):
+    shutil.copytree(uninterrupted, tmp_path / "run")
+    (tmp_path / "run" / "notes.txt").write_text("from the old run")
+    result = CliRunner().invoke(app, ["train", str(config(tmp_path, "run")), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "run" / "notes.txt").exists()
+    assert_identical_runs(tmp_path / "run", uninterrupted)
