@@ -48,7 +48,9 @@ RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 @app.callback()
-def global_options(ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")) -> None:
+def global_options(
+    ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")
+) -> None:
     """Options of every command; keep transformers' progress bars and notices out of the run's own output."""
     from transformers.utils import logging as hf_logging
 

@@ -309,7 +309,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
     try:
         target[parts[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError as error:
-        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({getattr(error, 'problem', error)})") from None
+        problem = getattr(error, "problem", None) or one_line(error)
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({problem})") from None
     return key.strip()
 
 
@@ -330,7 +331,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (), model: type[
             mark = getattr(error, "problem_mark", None)
             where = f"{source}:{mark.line + 1}" if mark else f"{source}:1"
             column = f" at column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{where}: invalid YAML ({getattr(error, 'problem', None) or one_line(error)}{column})") from None
+            problem = getattr(error, "problem", None) or one_line(error)
+            raise ConfigError(f"{where}: invalid YAML ({problem}{column})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}:1: the config must be a mapping of sections")
     overridden = {apply_override(data, item) for item in overrides}

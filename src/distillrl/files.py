@@ -22,7 +22,8 @@ def read_utf8_text(path: str | Path, what: str) -> str:
     except OSError as error:
         raise UserError(f"{path}: cannot read {what} ({error.strerror})") from None
     except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})") from None
+        byte = error.object[error.start]
+        raise UserError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {error.start})") from None
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -302,8 +302,8 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             nonfinite_skipped += metrics.pop("nonfinite_steps")
             if nonfinite_skipped > optim.skip_nonfinite_steps:
                 raise NonFiniteStep(
-                    f"step {step}: the loss or gradient is not finite (nan or inf); the step was not applied and nothing "
-                    f"saved. Lower optim.lr ({optim.lr:g}), or allow a few such steps with "
+                    f"step {step}: the loss or gradient is not finite (nan or inf); the step was not applied and "
+                    f"nothing saved. Lower optim.lr ({optim.lr:g}), or allow a few such steps with "
                     "optim.skip_nonfinite_steps"
                 )
             scheduler.step()
