@@ -1,8 +1,8 @@
-"""Atomic checkpoints: written to a temporary directory, then renamed into place.
+"""Atomic checkpoints: written to a temporary directory, then renamed into place; discarded the same way.
 
 A checkpoint directory `step_NNNNNN/` holds `model/` (HF layout or PEFT adapter, plus the tokenizer) and
-`trainer_state.pt` (optimizer, scheduler, RNG states, step). A run killed mid-write leaves only a
-`.tmp-*` directory, which is ignored and cleaned up.
+`trainer_state.pt` (optimizer, scheduler, RNG states, step). A run killed mid-write or mid-rotation leaves only a
+`.tmp-*` directory, never an empty or half-deleted `step_*`; the next run of the directory removes it.
 
 A finished run also has `final/`: the trained model in HF layout (or the PEFT adapter) with its tokenizer,
 the stable name every `--model` accepts (a run directory stands for its `final/`).
@@ -15,13 +15,17 @@ import random
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from distillrl import runtime
+from distillrl.errors import UserError, one_line
+from distillrl.files import TEMPORARY_PREFIX
 
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
+TRAINER_STATE_KEYS = ("optimizer", "scheduler", "rng", "step")
 
 
 FINAL_MODEL = "final"
@@ -32,9 +36,8 @@ def checkpoint_root(run_dir: str | Path) -> Path:
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = checkpoint_root(run_dir)
-    found = [p for p in root.glob("step_*") if STEP_DIR.match(p.name) and (p / "trainer_state.pt").exists()]
+    """Checkpoint directories, oldest first (whether they load is `loadable_checkpoint`'s question)."""
+    found = [p for p in checkpoint_root(run_dir).glob("step_*") if STEP_DIR.match(p.name) and p.is_dir()]
     return sorted(found, key=lambda p: int(STEP_DIR.match(p.name)[1]))
 
 
@@ -62,21 +65,27 @@ def save_model(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def discard(path: Path) -> None:
+    """Delete a directory so that a kill at any moment leaves it whole or gone: move it into a fresh temporary
+    directory beside it (one rename), then delete that."""
+    trash = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}discard-", dir=path.parent))
+    os.replace(path, trash / path.name)
+    shutil.rmtree(trash)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
     """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    temporary = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=root))
     save_model(model, tokenizer, temporary / "model")
     torch.save({**trainer_state, "step": step}, temporary / "trainer_state.pt")
     final = root / f"step_{step:06d}"
     if final.exists():
-        shutil.rmtree(final)
+        discard(final)
     os.replace(temporary, final)
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)
     return final
 
 
@@ -99,3 +108,46 @@ def save_final_model(run_dir: str | Path, model, tokenizer) -> Path:
 
 def load_trainer_state(checkpoint: Path) -> dict:
     return torch.load(checkpoint / "trainer_state.pt", weights_only=False, map_location="cpu")
+
+
+class CheckpointError(UserError):
+    """A checkpoint whose files do not load."""
+
+
+@dataclass
+class ResumePoint:
+    checkpoint: Path
+    state: dict  # the loaded trainer_state.pt
+    skipped: list[str]  # newer checkpoints that do not load, each with why
+
+
+def load_checked_trainer_state(checkpoint: Path) -> dict:
+    """trainer_state.pt with all its keys, once the checkpoint's model files are known to load; a CheckpointError
+    says what is wrong."""
+    from distillrl.models.loading import ModelLoadError, check_model_files  # loading names run directories by us
+
+    try:
+        check_model_files(str(checkpoint / "model"))
+        state = load_trainer_state(checkpoint)
+    except ModelLoadError as error:
+        raise CheckpointError(str(error).replace(str(checkpoint / "model"), "model")) from None
+    except Exception as error:  # torch.load raises many types for a truncated or foreign file
+        raise CheckpointError(f"trainer_state.pt: {one_line(error)}") from None
+    missing = [key for key in TRAINER_STATE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"trainer_state.pt lacks {', '.join(missing)}")
+    return state
+
+
+def newest_loadable_checkpoint(run_dir: str | Path) -> ResumePoint | None:
+    """The newest checkpoint that loads, with the newer ones it skipped and why; None when there is no checkpoint,
+    a CheckpointError when there are some and none loads."""
+    skipped = []
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        try:
+            return ResumePoint(checkpoint, load_checked_trainer_state(checkpoint), skipped)
+        except CheckpointError as error:
+            skipped.append(f"{checkpoint.name} ({error})")
+    if skipped:
+        raise CheckpointError(f"--resume: no checkpoint under {checkpoint_root(run_dir)} loads: {'; '.join(skipped)}")
+    return None

@@ -17,13 +17,34 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from distillrl.bench.experiments import EXPERIMENTS
+from distillrl.config import load_config
+from distillrl.errors import UserError
 from distillrl.models.zoo import ZOO, ZOO_DIR
+
+DEBUG = "distillrl.debug"  # ctx.meta key: show tracebacks instead of one-line errors
+
+
+class OneLineErrors(TyperGroup):
+    """Every user error (a UserError, or a bad option value) becomes `distillrl: error: ...` and exit code 2."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except (UserError, typer.TyperException) as error:  # TyperException: typer's usage and parameter errors
+            if ctx.meta.get(DEBUG):
+                raise
+            message = error.format_message() if isinstance(error, typer.TyperException) else str(error)
+            for line in message.splitlines() or [type(error).__name__]:
+                print(f"distillrl: error: {line}", file=sys.stderr)
+            raise typer.Exit(code=2) from None
+
 
 # rich_markup_mode=None: click's plain help, where a boolean flag reads `--quick`, not `--quick <bool>`
 CLI = dict(no_args_is_help=True, rich_markup_mode=None)
-app = typer.Typer(help="Knowledge distillation the way reinforcement learning does it.", **CLI)
+app = typer.Typer(help="Knowledge distillation the way reinforcement learning does it.", cls=OneLineErrors, **CLI)
 zoo_app = typer.Typer(help="The built-in tiny model zoo.", **CLI)
 app.add_typer(zoo_app, name="zoo")
 control_app = typer.Typer(help="Policy distillation of control policies (gymnasium, stable-baselines3).", **CLI)
@@ -37,9 +58,12 @@ ZOO_BUILD_DIR = Path("runs/zoo")
 
 
 @app.callback()
-def quiet_libraries() -> None:
-    """Keep transformers' and the hub's progress bars and notices out of the run's own output (set before either
-    is imported; an explicit setting in the environment wins)."""
+def global_options(
+    ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")
+) -> None:
+    """Options of every command. Keeps transformers' and the hub's progress bars and notices out of the run's own
+    output (set before either is imported; an explicit setting in the environment wins)."""
+    ctx.meta[DEBUG] = debug
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "transformers" in sys.modules:  # imported already (the command runs inside a Python session): tell it
@@ -47,21 +71,6 @@ def quiet_libraries() -> None:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """The errors that are the user's to fix (a bad config, data file or model name): one line, exit code 2."""
-    from distillrl.config import ConfigError
-    from distillrl.models.loading import ModelLoadError
-    from distillrl.runtime import DeviceError
-    from distillrl.tasks.prompts import DatasetError
-
-    return (ConfigError, DatasetError, ModelLoadError, DeviceError)
-
-
-def fail(error: Exception) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-    raise typer.Exit(code=2)
 
 
 def before_after_table(summary: dict) -> Table:
@@ -88,21 +97,24 @@ def before_after_table(summary: dict) -> Table:
     return table
 
 
+RESUME_HELP = "continue the run in the output directory from its newest checkpoint that loads"
+OVERWRITE_HELP = "delete what the output directory holds and start a new run there"
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="run directory (metrics, checkpoints, plot, summary.json)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set optim.steps=50"),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """On-policy distillation from the shipped teacher into the shipped student-base on `arith`."""
-    from distillrl.config import load_config
+    from distillrl.files import write_text_atomic
     from distillrl.trainer import train
 
-    try:
-        config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
-        started = time.perf_counter()
-        summary = train(config)
-    except user_errors() as error:
-        fail(error)
+    config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
+    started = time.perf_counter()
+    summary = train(config, resume=resume, overwrite=overwrite)
     wall = time.perf_counter() - started
     console.print(before_after_table(summary))
     result = {
@@ -115,7 +127,7 @@ def demo(
         "evaluations": {"teacher": summary["teacher"], "student_before": summary["before"],
                         "student_after": summary["after"]},
     }  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps(result, indent=2))
     console.print(f"wrote {out / 'summary.json'}, {out / 'curves.png'} and the trained model {out / 'final'} "
                   f"({wall:.0f} s)")
 
@@ -124,17 +136,14 @@ def demo(
 def train_command(
     config_path: Path = typer.Argument(..., metavar="CONFIG.yaml", help="a recipe, e.g. configs/opd.yaml"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, e.g. --set optim.lr=1e-4"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the run directory's latest checkpoint"),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train with a YAML recipe; the trained model is saved to OUTPUT_DIR/final."""
     from distillrl.config import load_config
     from distillrl.trainer import train
 
-    try:
-        config = load_config(config_path, set_)
-        summary = train(config, resume=resume)
-    except user_errors() as error:
-        fail(error)
+    summary = train(load_config(config_path, set_), resume=resume, overwrite=overwrite)
     if summary["before"] or summary["after"]:
         console.print(before_after_table(summary))
     console.print(f"trained model: {Path(summary['run_dir']) / 'final'} (--model {summary['run_dir']} loads it)")
@@ -144,26 +153,31 @@ def train_command(
 def eval_command(
     model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
     task: str = typer.Option("arith", help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers"),
-    n: int = typer.Option(200, help="held-out prompts"),
+    n: int = typer.Option(200, min=1, help="held-out prompts"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
-    temperature: float = typer.Option(1.0, help="temperature of the sampled accuracy"),
+    temperature: float = typer.Option(1.0, min=0.0, help="temperature of the sampled accuracy (0: greedy)"),
+    max_new_tokens: int = typer.Option(48, min=1, help="longest completion"),
 ) -> None:
     """Evaluate a model on held-out prompts."""
     from distillrl.config import TaskConfig
     from distillrl.evaluate import evaluate
-    from distillrl.models.loading import load_causal_lm, load_tokenizer
+    from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
+    from distillrl.models.roles import check_same_vocabulary
     from distillrl.tasks import PromptsTask, build_task
+    from distillrl.tasks.prompt_limits import check_prompts_fit
 
-    try:
-        builtin = task in ("arith", "lists", "mix")
-        task_object = build_task(TaskConfig(name=task)) if builtin else PromptsTask(task, task)
-        problems = task_object.test_problems(n)
-        student = load_causal_lm(model)
-        teacher_model = load_causal_lm(teacher) if teacher else None
-        with console.status(f"evaluating {model} on {len(problems)} prompts"):
-            metrics = evaluate(student, load_tokenizer(model), task_object, problems, teacher_model, temperature)
-    except user_errors() as error:
-        fail(error)
+    builtin = task in ("arith", "lists", "mix")
+    task_object = build_task(TaskConfig(name=task)) if builtin else PromptsTask(task, task)
+    problems = task_object.test_problems(n)
+    tokenizer = load_tokenizer(model)
+    context = getattr(model_config(model), "max_position_embeddings", None)
+    check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--model {model}", context, max_new_tokens)
+    if teacher:
+        check_same_vocabulary(model, teacher, "--teacher")
+    student = load_causal_lm(model)
+    teacher_model = load_causal_lm(teacher) if teacher else None
+    with console.status(f"evaluating {model} on {len(problems)} prompts"):
+        metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, max_new_tokens)
     table = Table(title=f"{model} on {task} ({len(problems)} prompts)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -185,12 +199,11 @@ def zoo_build(
 
     unknown = [name for name in only if name not in ZOO]
     if unknown:
-        fail(ValueError(f"--only: unknown zoo model {unknown[0]!r} (have: {', '.join(ZOO)})"))
-    out = ZOO_DIR if into_package else out
+        raise UserError(f"--only: unknown zoo model {unknown[0]!r} (have: {', '.join(ZOO)})")
     try:
-        results = build_zoo(out, only or None)
+        results = build_zoo(ZOO_DIR if into_package else out, only or None)
     except FileNotFoundError as error:
-        fail(error)
+        raise UserError(str(error)) from None
     for name, metrics in results.items():
         console.print(f"{out / name}: greedy accuracy {metrics['eval/accuracy_greedy']:.3f} (from {metrics['init']})")
     if not into_package:
@@ -217,24 +230,24 @@ def zoo_list() -> None:
 def control_teacher(
     env: str = typer.Option("CartPole-v1", help="a gymnasium environment id with discrete actions"),
     out: Path = typer.Option(..., help="where to save the teacher (a stable-baselines3 .zip)"),
-    timesteps: Optional[int] = typer.Option(None, help="PPO environment steps (default: the env's recipe)"),
+    timesteps: Optional[int] = typer.Option(None, min=1, help="PPO environment steps (default: the env's recipe)"),
     seed: int = typer.Option(0),
 ) -> None:
     """Train a PPO teacher with stable-baselines3."""
     from distillrl.control import require_control_dependencies
 
-    try:
-        require_control_dependencies()
-        from distillrl.control.envs import evaluate_actor
-        from distillrl.control.policies import TeacherPolicy
-        from distillrl.control.teachers import train_teacher
+    require_control_dependencies()
+    from distillrl.control.envs import evaluate_actor, make_vector_env
+    from distillrl.control.policies import TeacherPolicy
+    from distillrl.control.teachers import train_teacher
 
-        with console.status(f"training a PPO teacher on {env}"):
-            path = train_teacher(env, out, timesteps, seed)
-        teacher = TeacherPolicy(path)
-        result = evaluate_actor(env, teacher.act, 100)
-    except (ImportError, ValueError) as error:
-        fail(error)
+    make_vector_env(env, 1, seed).close()  # an unknown id or a continuous action space fails here, at once
+    if out.exists() and out.is_dir():
+        raise UserError(f"--out: {out} is a directory; give a file name such as {out / 'teacher.zip'}")
+    with console.status(f"training a PPO teacher on {env}"):
+        path = train_teacher(env, out, timesteps, seed)
+    teacher = TeacherPolicy(path)
+    result = evaluate_actor(env, teacher.act, 100)
     console.print(f"{path}: mean return {result.mean_return:.1f} +- {result.std_return:.1f} over 100 episodes "
                   f"({teacher.num_parameters} acting parameters)")  # fmt: skip
 
@@ -247,15 +260,12 @@ def control_distill(
     """Distil a teacher policy into small students by every configured method; write a table and a plot."""
     from distillrl.control import require_control_dependencies
 
-    try:
-        require_control_dependencies()
-        from distillrl.control.config import load_control_config
-        from distillrl.control.run import run_control_distillation
+    require_control_dependencies()
+    from distillrl.control.config import load_control_config
+    from distillrl.control.run import run_control_distillation
 
-        config = load_control_config(config_path, set_)
-        run_control_distillation(config, console)
-    except (ImportError, ValueError) as error:
-        fail(error)
+    config = load_control_config(config_path, set_)
+    run_control_distillation(config, console)
     out = Path(config.output_dir)
     console.print((out / "results.md").read_text())
     console.print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'returns.png'}")
@@ -267,27 +277,34 @@ def inspect_command(
     teacher: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
     prompt: list[str] = typer.Option(..., help="a prompt (repeat for several), e.g. --prompt '3+(4*2)='; an arith "
                                      "prompt's samples are marked right or wrong"),
-    samples: int = typer.Option(4, help="student samples per prompt"),
-    temperature: float = typer.Option(1.0, help="sampling temperature"),
-    max_new_tokens: int = typer.Option(48, help="longest completion sampled, in tokens"),
+    samples: int = typer.Option(4, min=1, help="student samples per prompt"),
+    temperature: float = typer.Option(1.0, min=0.0, help="sampling temperature (0: greedy)"),
+    max_new_tokens: int = typer.Option(48, min=1, help="longest completion sampled, in tokens"),
     seed: int = typer.Option(0, help="seed of the student's sampling"),
     out: Path = typer.Option(Path("runs/forking_tokens.html"), help="the HTML page to write"),
 ) -> None:
     """Sample from the student and shade each token by its reverse KL to the teacher (forking tokens), as HTML."""
     import torch
 
+    from distillrl.files import write_text_atomic
     from distillrl.forking import inspect_samples, render_html
-    from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
+    from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
+    from distillrl.models.roles import check_same_vocabulary
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
+    from distillrl.tasks.prompt_limits import check_prompts_fit
 
-    try:
-        student_model, teacher_model = load_causal_lm(student), load_causal_lm(teacher)
-        tokenizer = load_tokenizer(student)
-        if len(load_tokenizer(teacher)) != len(tokenizer):
-            raise ModelLoadError(f"--teacher {teacher}: its vocabulary differs from the student's ({student})")
-    except user_errors() as error:
-        fail(error)
+    empty = next((i for i, text in enumerate(prompt) if not text), None)
+    if empty is not None:
+        raise UserError(f"--prompt: prompt {empty + 1} is empty")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"--out: {out.parent} is not a directory")
+    tokenizer = load_tokenizer(student)
+    context = getattr(model_config(student), "max_position_embeddings", None)
+    check_prompts_fit([(f"--prompt {i + 1}", text) for i, text in enumerate(prompt)], tokenizer,
+                      f"--student {student}", context, max_new_tokens)  # fmt: skip
+    check_same_vocabulary(student, teacher, "--teacher")
+    student_model, teacher_model = load_causal_lm(student), load_causal_lm(teacher)
     answers = [answer_of(text) for text in prompt]
 
     def verify(index: int, completion: str) -> bool | None:
@@ -298,7 +315,7 @@ def inspect_command(
     views = inspect_samples(student_model, teacher_model, tokenizer, prompt, samples, temperature, max_new_tokens,
                             verify)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(views, f"Forking tokens: {student} vs {teacher}"))
+    write_text_atomic(out, render_html(views, f"Forking tokens: {student} vs {teacher}"))
     marks = {True: "[green]right[/]", False: "[red]wrong[/]", None: "[dim]?[/]"}
     for view in views:
         peak = view.tokens[view.peak] if view.tokens else None
@@ -322,11 +339,8 @@ def bench_repro(
 
     out = out or default_out_dir()
     started = time.perf_counter()
-    try:
-        check_out_dir(out, quick)
-        report = run_repro(out, work, only or None, seeds, quick)
-    except (*user_errors(), ValueError) as error:
-        fail(error)
+    check_out_dir(out, quick)
+    report = run_repro(out, work, only or None, seeds, quick)
     console.print(f"wrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 
 
@@ -343,15 +357,14 @@ def bench_speed(
 ) -> None:
     """distillrl's on-policy reverse-KL step against TRL's DistillationTrainer: same models, batch, lengths and
     divergence, interleaved rounds; prints s/step, tokens/s, peak memory and the floor decomposition."""
-    from distillrl.bench.speed import SpeedBenchError, run_speed_bench, write_result
+    from distillrl.bench.speed import run_speed_bench, write_result
     from distillrl.bench.speed_report import floor_table, step_table, summary_lines
     from distillrl.bench.speed_spec import SETTINGS
-    from distillrl.bench.speed_trl import TrlMissing
 
     if config not in SETTINGS:
-        fail(ValueError(f"--config {config}: unknown (have: {', '.join(SETTINGS)})"))
+        raise UserError(f"--config {config}: unknown (have: {', '.join(SETTINGS)})")
     if precision not in (None, "fp32", "bf16"):
-        fail(ValueError(f"--precision {precision}: use fp32 or bf16"))
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
     if threads is not None:
         import torch
 
@@ -361,10 +374,7 @@ def bench_speed(
         console.print(f"round {segment.round + 1} {segment.tool}: steps "
                       + ", ".join(f"{s:.2f}" for s in segment.step_seconds) + " s", highlight=False)  # fmt: skip
 
-    try:
-        result = run_speed_bench(config, rounds, steps, set_, precision, on_segment=progress)
-    except (*user_errors(), SpeedBenchError, TrlMissing) as error:
-        fail(error)
+    result = run_speed_bench(config, rounds, steps, set_, precision, on_segment=progress)
     out = out or Path("runs/bench-speed") / f"{config}.json"
     write_result(result, out)
     console.print(step_table(result))

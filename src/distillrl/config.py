@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from distillrl.errors import UserError, one_line
+from distillrl.files import read_utf8_text
 from distillrl.tasks.arith import ArithDifficulty
 from distillrl.tasks.lists import ListsDifficulty
 
@@ -154,7 +156,7 @@ class OptimConfig(Strict):
     steps: int = Field(100, ge=1, description="optimizer steps")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW's (beta1, beta2), each in [0, 1)")
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["constant", "linear", "cosine"] = "cosine"
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="decay floor as a fraction of lr")
@@ -162,6 +164,16 @@ class OptimConfig(Strict):
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     epochs: int = Field(1, ge=1, description="passes over each rollout (PPO epochs), with the recorded pi_old")
     minibatches: int = Field(1, ge=1, description="optimizer steps per epoch, each on a share of the prompts")
+    skip_nonfinite_steps: int = Field(
+        0, ge=0, description="optimizer steps with a non-finite loss or gradient that may be skipped (not applied) "
+        "before the run stops; 0 stops at the first"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "OptimConfig":
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"betas: each must be in [0, 1), got {list(self.betas)}")
+        return self
 
 
 class EvalConfig(Strict):
@@ -246,7 +258,7 @@ class TrainConfig(Strict):
 COMBINATION_ERROR = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)*): (?P<message>.*)$", re.S)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration error, already formatted as `file:line: field: problem`."""
 
 
@@ -290,7 +302,8 @@ def format_validation_error(error: ValidationError, source: str, root: yaml.Node
         if named:  # a cross-field check names its own field: "a.b: problem"
             loc, message = loc + tuple(named["field"].split(".")), named["message"]
         field = ".".join(str(part) for part in loc) or "(top level)"
-        where = "--set" if field in overridden else f"{source}:{_yaml_line(root, loc) or 1}"
+        from_set = any(key == field or key.startswith(field + ".") or field.startswith(key + ".") for key in overridden)
+        where = "--set" if from_set else f"{source}:{_yaml_line(root, loc) or 1}"
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(model, loc))
             message = f"unknown key (allowed here: {allowed})"
@@ -311,7 +324,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
             raise ConfigError(f"--set {assignment}: {part} is not a section")
-    target[parts[-1]] = yaml.safe_load(raw)
+    try:
+        target[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or one_line(error)
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({problem})") from None
     return key.strip()
 
 
@@ -322,15 +339,18 @@ def load_config(path: str | Path | None, overrides: list[str] = (), model: type[
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
-        except OSError as error:
-            raise ConfigError(f"{source}: cannot read config ({error.strerror})") from error
+            text = read_utf8_text(path, "config")
+        except UserError as error:
+            raise ConfigError(str(error)) from None
         try:
             root = yaml.compose(text)
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
-            raise ConfigError(f"{source}:{mark.line + 1 if mark else 1}: invalid YAML ({error})") from error
+            where = f"{source}:{mark.line + 1}" if mark else f"{source}:1"
+            column = f" at column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or one_line(error)
+            raise ConfigError(f"{where}: invalid YAML ({problem}{column})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}:1: the config must be a mapping of sections")
     overridden = {apply_override(data, item) for item in overrides}

@@ -17,11 +17,12 @@ import re
 import torch
 
 from distillrl.config import DEVICE_SPEC
+from distillrl.errors import UserError
 
 DEVICE_PATTERN = re.compile(DEVICE_SPEC)
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError):
     """A device the configuration names that this machine does not have."""
 
 

@@ -19,7 +19,6 @@ import math
 import random
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -29,22 +28,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from distillrl.batch import Batch
-from distillrl.checkpoint import (latest_checkpoint, load_trainer_state, restore_rng_state, rng_state, save_checkpoint,
-                                  save_final_model)
+from distillrl.checkpoint import restore_rng_state, rng_state, save_checkpoint, save_final_model
 from distillrl.config import ConfigError, TrainConfig
+from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
-from distillrl.models.loading import count_parameters, load_tokenizer
-from distillrl.models.roles import Models, load_models
+from distillrl.files import write_text_atomic
+from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
+from distillrl.models.roles import Models, check_same_vocabulary, load_models
+from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
+from distillrl.run_dir import ClaimedRun, claim_run_directory
 from distillrl.runtime import autocast, synchronize
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 from distillrl.scoring.signals import score_rollout
 from distillrl.tasks import build_task
+from distillrl.tasks.prompt_limits import check_prompts_fit
 
 console = Console(stderr=True)
 
@@ -105,12 +108,14 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
     total_tokens = sequences.completion_mask.sum().item()
     totals: dict[str, float] = {}
     grad_norms = []
+    nonfinite = 0
     for _ in range(optim.epochs):
         order = prompts[torch.randperm(len(prompts), device=prompts.device)] if optim.epochs * optim.minibatches > 1 else prompts
         for minibatch in order.tensor_split(optim.minibatches):
             minibatch_tokens = sequences.completion_mask[prompt_rows(sequences, minibatch)].sum().item()
             if minibatch_tokens == 0:
                 continue
+            finite = True
             for micro_prompts in minibatch.tensor_split(optim.grad_accum):
                 rows = prompt_rows(sequences, micro_prompts)
                 micro = sequences.select(rows)
@@ -121,14 +126,20 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
                                                       micro.completion_mask)  # fmt: skip
                     batch = replace(signals.select(rows), num_tokens=minibatch_tokens, policy_logits=policy_logits)
                     loss, metrics = objective(batch)
+                finite = finite and math.isfinite(loss.item())
                 loss.backward()
                 weight = minibatch_tokens / total_tokens / optim.epochs
                 for name, value in metrics.items():
                     totals[name] = totals.get(name, 0.0) + value * weight
-            grad_norms.append(torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf")).item())
-            optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf")).item()
+            if finite and math.isfinite(grad_norm):
+                grad_norms.append(grad_norm)
+                optimizer.step()
+            else:  # a non-finite loss or gradient: this optimizer step is not applied
+                nonfinite += 1
             optimizer.zero_grad(set_to_none=True)
     totals["grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
+    totals["nonfinite_steps"] = nonfinite
     return totals
 
 
@@ -154,8 +165,24 @@ def rollout_metrics(sequences: Sequences, signals: Batch, teacher_names: list[st
 
 
 def check_before_loading(config: TrainConfig, task, objective: Objective) -> None:
-    """Problems that only show once data and tokenizer are known, raised before any model loads."""
-    vocab_size = len(load_tokenizer(config.student.path))
+    """Problems that only show once data, tokenizer and model files are known, raised before any model loads (and
+    before the run directory is touched)."""
+    student = config.student.path
+    check_model_files(student)
+    for index, teacher in enumerate(config.teacher_list):
+        field = f"teachers.{index}" if config.teachers else "teacher"
+        for role, path in ((f"{field}.path", teacher.path), (f"{field}.reference", teacher.reference)):
+            if path is not None:
+                check_model_files(path)
+                check_same_vocabulary(student, path, role)
+    if config.student.lora is not None:
+        check_lora_targets(student, config.student.lora)
+    tokenizer = load_tokenizer(student)
+    context = getattr(model_config(student), "max_position_embeddings", None)
+    check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, f"student.path {student}", context,
+                      max(config.rollout.max_new_tokens, config.eval.max_new_tokens))  # fmt: skip
+    task.sample_train(random.Random(config.seed))  # a generator too small for any training problem fails here
+    vocab_size = len(tokenizer)
     for leaf in config.objective.leaves():
         if leaf.resolved_fidelity == "topk" and leaf.top_k > vocab_size:
             raise ConfigError(f"objective.top_k: {leaf.top_k} is larger than the vocabulary ({vocab_size} tokens "
@@ -175,31 +202,45 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
                 raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
 
 
+class NonFiniteStep(UserError):
+    """Optimizer steps with a non-finite loss or gradient, more than `optim.skip_nonfinite_steps` allows."""
+
+
 def train(
     config: TrainConfig,
     resume: bool = False,
+    overwrite: bool = False,
     on_step: Callable[[int, dict], None] | None = None,
     show_progress: bool = True,
     eval_cache: dict | None = None,
 ) -> dict:
-    """Run the configured method; returns the final evaluation (and where the run's files are). The trained
-    model is saved to `output_dir/final` (HF layout, with the tokenizer).
+    """Run the configured method in `config.output_dir`; returns the final evaluation (and where the run's files are).
+    The trained model is saved to `output_dir/final` (HF layout, with the tokenizer).
 
+    A directory that holds a run is refused unless `resume` (continue it from its newest checkpoint that loads; the
+    config may change only as `run_dir.RESUMABLE_FIELDS` allow) or `overwrite`; see `distillrl.run_dir`.
     `eval_cache` (optional, shared between runs in one process) keeps the evaluations of unchanged checkpoints,
     the teachers and the student before its first step, keyed by their paths and the task and eval settings.
     """
-    run_dir = Path(config.output_dir)
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        console.print(f"[yellow]--resume: no checkpoint under {run_dir}/checkpoints, starting from step 0[/]")
+    task = build_task(config.task)  # data problems surface before any model loads or any file is written
+    eval_problems = task.test_problems(config.eval.num_prompts)
+    objective = build_objective(config.objective)
+    check_before_loading(config, task, objective)
+    with claim_run_directory(config, resume, overwrite) as run:
+        for note in run.notes:
+            console.print(f"[yellow]{note}[/]", highlight=False)
+        return train_in(run, config, task, eval_problems, objective, on_step, show_progress, eval_cache)
+
+
+def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, objective: Objective,
+             on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None) -> dict:  # fmt: skip
+    """The run itself, in the claimed directory: load, evaluate, then the loop."""
+    run_dir = run.path
+    checkpoint = run.resume_from.checkpoint if run.resume_from else None
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     prompt_rng = random.Random(config.seed)
 
-    task = build_task(config.task)  # data problems surface before any model loads
-    eval_problems = task.test_problems(config.eval.num_prompts)
-    objective = build_objective(config.objective)
-    check_before_loading(config, task, objective)
     models = load_models(config, "reference_logprobs" in objective.needs,
                          student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
     student = models.student
@@ -214,14 +255,15 @@ def train(
         optimizer, lambda s: lr_multiplier(s, optim.warmup_steps, optim.steps, optim.schedule, optim.min_lr_ratio)
     )
     start_step = 0
+    nonfinite_skipped = 0
     if checkpoint is not None:
-        state = load_trainer_state(checkpoint)
+        state = run.resume_from.state
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"], prompt_rng)
         start_step = state["step"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        nonfinite_skipped = state.get("nonfinite_skipped", 0)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard)
 
     def run_eval(model, teacher=None, unchanged_path: str | None = None) -> dict:
@@ -246,7 +288,7 @@ def train(
         teacher_evals = json.loads(teacher_file.read_text())
     elif models.teachers:
         teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers}
-        teacher_file.write_text(json.dumps(teacher_evals, indent=2))
+        write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
     teacher_eval = next(iter(teacher_evals.values()), None)
     console.print(
         f"student {config.student.path}: {count_parameters(student, trainable_only=True):,} trainable parameters"
@@ -257,7 +299,8 @@ def train(
         log.log(0, run_eval(student, single_teacher, unchanged_path=config.student.path))
 
     def save(step: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(prompt_rng)}
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(prompt_rng),
+                 "nonfinite_skipped": nonfinite_skipped}  # fmt: skip
         save_checkpoint(run_dir, step, student, models.tokenizer, state, config.checkpoint.keep)
 
     progress = Progress(
@@ -282,6 +325,13 @@ def train(
             metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
             learning_rate = scheduler.get_last_lr()[0]
             metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters)
+            nonfinite_skipped += metrics.pop("nonfinite_steps")
+            if nonfinite_skipped > optim.skip_nonfinite_steps:
+                raise NonFiniteStep(
+                    f"step {step}: the loss or gradient is not finite (nan or inf); the step was not applied and "
+                    f"nothing saved. Lower optim.lr ({optim.lr:g}), or allow a few such steps with "
+                    "optim.skip_nonfinite_steps"
+                )
             scheduler.step()
             phases.mark("update")
             seconds = phases.total

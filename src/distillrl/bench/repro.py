@@ -12,6 +12,7 @@ from rich.console import Console
 from distillrl.bench.context import BenchContext
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.bench.report import ExperimentResult, render_report
+from distillrl.errors import UserError
 
 COMMITTED_RESULTS = ("docs", "results")
 console = Console(stderr=True)
@@ -30,7 +31,7 @@ def check_out_dir(out_dir: Path, quick: bool) -> None:
     full = sorted(p.stem for p in (out_dir / "bench").glob("*.json") if not ExperimentResult.load(p).quick)
     if tuple(out_dir.resolve().parts[-2:]) == COMMITTED_RESULTS or full:
         held = f" (it holds the full results of {', '.join(full)})" if full else ""
-        raise ValueError(f"--quick: refusing to write smoke-test results into {out_dir}{held}; leave --out out "
+        raise UserError(f"--quick: refusing to write smoke-test results into {out_dir}{held}; leave --out out "
                          "(a new runs/bench-repro/TIMESTAMP) or name an empty folder")  # fmt: skip
 
 
@@ -38,7 +39,7 @@ def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seed
     """Run the experiments (all, or `only`), save each result under out_dir/bench and render REPORT.md."""
     unknown = [name for name in only or [] if name not in EXPERIMENTS]
     if unknown:
-        raise ValueError(f"--only: unknown experiment {unknown[0]!r} (have: {', '.join(EXPERIMENTS)})")
+        raise UserError(f"--only: unknown experiment {unknown[0]!r} (have: {', '.join(EXPERIMENTS)})")
     names = [name for name in EXPERIMENTS if not only or name in only]
     ctx = BenchContext(seeds=list(range(1 if quick else seeds)), quick=quick, out_dir=out_dir, work_dir=work_dir)
     for index, name in enumerate(names, start=1):

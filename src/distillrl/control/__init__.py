@@ -9,6 +9,8 @@ DAgger-style aggregation). Teachers are stable-baselines3 PPO models; environmen
 
 from __future__ import annotations
 
+from distillrl.errors import UserError
+
 CONTROL_EXTRA = "gymnasium, stable-baselines3 and scikit-learn"
 
 
@@ -21,7 +23,7 @@ def require_control_dependencies() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise ImportError(
+        raise UserError(
             f"distillrl.control needs {CONTROL_EXTRA} (missing: {', '.join(missing)}); "
             "install them with: pip install -e '.[control]'"
         )

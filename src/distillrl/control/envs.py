@@ -9,6 +9,8 @@ from typing import Callable
 import gymnasium
 import numpy as np
 
+from distillrl.errors import UserError
+
 Actor = Callable[[np.ndarray], np.ndarray]  # observations [n, obs_dim] -> actions [n]
 
 
@@ -18,9 +20,9 @@ def make_vector_env(env_id: str, num_envs: int, seed: int) -> gymnasium.vector.V
         envs = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                                   vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP})  # fmt: skip
     except gymnasium.error.Error as error:
-        raise ValueError(f"env: cannot make {env_id!r} ({error})") from error
+        raise UserError(f"env: cannot make {env_id!r} ({error})") from error
     if not isinstance(envs.single_action_space, gymnasium.spaces.Discrete):
-        raise ValueError(f"env: {env_id} has a {type(envs.single_action_space).__name__} action space; "
+        raise UserError(f"env: {env_id} has a {type(envs.single_action_space).__name__} action space; "
                          "policy distillation here needs discrete actions")  # fmt: skip
     envs.reset(seed=seed)
     envs.action_space.seed(seed)

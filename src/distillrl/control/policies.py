@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from distillrl.errors import UserError
 from distillrl.models.loading import count_parameters
 
 BUILTIN_TEACHERS = Path(__file__).resolve().parent / "teachers"
@@ -48,7 +49,7 @@ class TeacherPolicy:
 
         path = Path(path)
         if not path.exists():
-            raise ValueError(f"teacher.path: {path} does not exist (train one with `distillrl control teacher`)")
+            raise UserError(f"teacher.path: {path} does not exist (train one with `distillrl control teacher`)")
         for algorithm in (PPO, A2C):
             try:
                 self.model = algorithm.load(str(path), device="cpu")
@@ -56,7 +57,7 @@ class TeacherPolicy:
             except (ValueError, KeyError, RuntimeError):
                 continue
         else:
-            raise ValueError(f"teacher.path: {path} is not a stable-baselines3 PPO or A2C model")
+            raise UserError(f"teacher.path: {path} is not a stable-baselines3 PPO or A2C model")
         self.policy = self.model.policy
         self.policy.set_training_mode(False)
 
@@ -88,7 +89,7 @@ def resolve_teacher(path: str, env_id: str) -> TeacherPolicy:
         builtin = builtin_teacher_path(env_id, path.partition(":")[2])
         if not builtin.exists():
             shipped = sorted(p.stem for p in BUILTIN_TEACHERS.glob("*.zip"))
-            raise ValueError(f"teacher.path: no built-in teacher {path!r} for {env_id} (have: {', '.join(shipped)}); "
+            raise UserError(f"teacher.path: no built-in teacher {path!r} for {env_id} (have: {', '.join(shipped)}); "
                              f"train one with `distillrl control teacher --env {env_id} --out DIR`")  # fmt: skip
         return TeacherPolicy(builtin)
     return TeacherPolicy(path)

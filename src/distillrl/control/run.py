@@ -57,8 +57,8 @@ def method_summary(runs: list[MethodResult], target: float, teacher_return: floa
 def run_control_distillation(config: ControlConfig, console: Console | None = None) -> dict:
     """Evaluate the teacher and a random policy, run each method, write results.json / results.md / returns.png.
     With a console: a line per method and a progress bar over its rounds."""
+    envs = make_vector_env(config.env, 1, config.seed)  # an unknown environment is named before the teacher
     teacher = resolve_teacher(config.teacher.path, config.env)
-    envs = make_vector_env(config.env, 1, config.seed)
     obs_dim, num_actions = int(np.prod(envs.single_observation_space.shape)), int(envs.single_action_space.n)
     envs.close()
     student_size = count_parameters(MLPPolicy(obs_dim, num_actions, config.student.hidden))

@@ -11,15 +11,20 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from safetensors import SafetensorError, safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.checkpoint import FINAL_MODEL, latest_checkpoint
+from distillrl.errors import UserError, one_line
 from distillrl.models.zoo import ZOO_DIR
 
 ZOO_PREFIX = "zoo:"
+LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")
+# what transformers, safetensors and json raise for a missing, truncated or corrupt checkpoint file
+LOAD_FAILURES = (OSError, ValueError, RuntimeError, SafetensorError)
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model name that does not resolve to a loadable checkpoint."""
 
 
@@ -37,6 +42,8 @@ def resolve_model_path(name: str) -> str:
         return str(path)
     path = Path(name).expanduser()
     if not path.exists():
+        if name.startswith(LOCAL_PATH_PREFIXES):
+            raise ModelLoadError(f"{name}: no such directory")
         return name
     if is_model_dir(path / FINAL_MODEL):  # a run directory stands for its final model
         return str(path / FINAL_MODEL)
@@ -56,10 +63,13 @@ def is_model_dir(path: Path) -> bool:
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved beside a model (left padding, pad = eos when the model has no pad)."""
     path = resolve_model_path(name)
-    adapter_config = Path(path) / "adapter_config.json"
-    if adapter_config.exists() and not (Path(path) / "tokenizer_config.json").exists():
-        path = resolve_model_path(json.loads(adapter_config.read_text())["base_model_name_or_path"])
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        adapter_config = Path(path) / "adapter_config.json"
+        if adapter_config.exists() and not (Path(path) / "tokenizer_config.json").exists():
+            path = resolve_model_path(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except LOAD_FAILURES as error:
+        raise ModelLoadError(f"{name}: cannot load its tokenizer ({one_line(error)})") from error
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -79,12 +89,45 @@ def load_causal_lm(name: str, dtype: torch.dtype = torch.float32, trainable: boo
             model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except OSError as error:
-        raise ModelLoadError(f"{name}: cannot load a causal LM from it ({error})") from error
+    except LOAD_FAILURES as error:
+        raise ModelLoadError(f"{name}: cannot load a causal LM from it ({one_line(error)})") from error
     model.train(trainable)
     if not trainable:
         model.requires_grad_(False)
     return model
+
+
+def model_config(name: str):
+    """A model's config (of its base model for a PEFT adapter), read without loading any weights."""
+    path = resolve_model_path(name)
+    try:
+        adapter_config = Path(path) / "adapter_config.json"
+        if adapter_config.exists():
+            return model_config(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+        return AutoConfig.from_pretrained(path)
+    except LOAD_FAILURES as error:
+        raise ModelLoadError(f"{name}: cannot read its config ({one_line(error)})") from error
+
+
+def check_model_files(name: str) -> None:
+    """A local checkpoint's files must load: its config (or adapter config) parses and every safetensors file has a
+    whole header and the size it declares. Read in milliseconds, before any weights; hub ids are not checked."""
+    path = Path(resolve_model_path(name))
+    if not path.is_dir():
+        return
+    configs = [p for p in (path / "config.json", path / "adapter_config.json") if p.exists()]
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights and not list(path.glob("*.bin")):
+        raise ModelLoadError(f"{name}: no model weights (*.safetensors) in it")
+    for file in [*configs, *weights]:
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            else:
+                with safe_open(file, "pt"):
+                    pass
+        except (OSError, ValueError, SafetensorError) as error:
+            raise ModelLoadError(f"{name}: {file.name} does not load ({one_line(error)})") from None
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:

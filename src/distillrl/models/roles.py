@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
+from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer, model_config
 from distillrl.models.student import load_student
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
@@ -74,6 +74,19 @@ class Models:
         return self.teachers[0].model if self.teachers else None
 
 
+def check_same_vocabulary(student: str, other: str, role: str) -> None:
+    """Token-level distillation compares distributions over one vocabulary: `other` (named by `role`, e.g.
+    `teacher.path`) must have the student's tokenizer and the same number of output rows (no padded vocabulary)."""
+    if load_tokenizer(other).get_vocab() != load_tokenizer(student).get_vocab():
+        raise ModelLoadError(f"{role} {other} uses a different tokenizer from the student {student}; token-level "
+                             "distillation needs one shared vocabulary")  # fmt: skip
+    rows, student_rows = model_config(other).vocab_size, model_config(student).vocab_size
+    if rows != student_rows:
+        raise ModelLoadError(f"{role} {other} has {rows} vocabulary rows and the student {student} {student_rows} "
+                             "(a padded vocabulary); distillrl needs the same number (padded vocabularies are not "
+                             "supported yet)")  # fmt: skip
+
+
 def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
     """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer, each
     on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
@@ -87,12 +100,7 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
     loaded: dict[tuple[str, torch.device], PreTrainedModel] = {}
 
     def frozen(path: str, where: torch.device) -> PreTrainedModel:
-        if (path, where) not in loaded:
-            if load_tokenizer(path).get_vocab() != tokenizer.get_vocab():
-                raise ModelLoadError(
-                    f"{path} uses a different tokenizer from student.path {config.student.path}; token-level "
-                    "distillation needs one shared vocabulary"
-                )
+        if (path, where) not in loaded:  # vocabularies were compared before loading (check_same_vocabulary)
             loaded[path, where] = load_causal_lm(path, dtype=frozen_dtype(precision)).to(where)
         return loaded[path, where]
 

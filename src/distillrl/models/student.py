@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from distillrl.models.loading import load_causal_lm
+from distillrl.config import ConfigError
+from distillrl.models.loading import load_causal_lm, model_config
+
+
+def check_lora_targets(path: str, lora) -> None:
+    """Every `lora.target_modules` name must name modules of the model at `path` (built on the meta device: no
+    weights are read); PEFT alone would ignore a misspelt one as long as another matches."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config(path))
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    unknown = [target for target in lora.target_modules if target not in names]
+    if unknown:
+        linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        raise ConfigError(f"student.lora.target_modules: {path} has no module named {unknown[0]!r} (its linear layers: "
+                          f"{', '.join(sorted(linear))})")  # fmt: skip
 
 
 def load_student(path: str, lora=None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:

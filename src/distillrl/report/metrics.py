@@ -5,30 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from distillrl.errors import UserError
+from distillrl.files import write_text_atomic
+
 
 class MetricsLog:
     """Appends `{"step": s, **metrics}` to DIR/metrics.jsonl and mirrors scalars to TensorBoard (DIR/tb).
 
     On resume from step s, records after s (written by the killed run after its last checkpoint) are
-    dropped, so the file reads as one uninterrupted run.
+    dropped, so the file reads as one uninterrupted run; the file is rewritten by a rename, so a kill during the
+    rewrite loses nothing. A last line cut short by a kill is dropped too; a broken line before it is an error.
     """
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
-            self.path.write_text("")
+            write_text_atomic(self.path, "")
         else:
-            kept = [line for line in self._lines() if json.loads(line)["step"] <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [json.dumps(record) for record in read_metrics(run_dir) if record["step"] <= resume_step]
+            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step)
-
-    def _lines(self) -> list[str]:
-        return [line for line in self.path.read_text().splitlines() if line.strip()] if self.path.exists() else []
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         with self.path.open("a") as handle:
@@ -39,7 +40,7 @@ class MetricsLog:
                     self.writer.add_scalar(name, value, step)
 
     def records(self) -> list[dict]:
-        return [json.loads(line) for line in self._lines()]
+        return read_metrics(self.path.parent)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -47,5 +48,22 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of DIR/metrics.jsonl (none when it is missing), without a last line that a kill cut short."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        lines = lines[:-1]  # an unfinished last line: the record of a killed run, after its last checkpoint
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path}:{number}: not a JSON record ({error.msg}); the file was edited or damaged") from None
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise UserError(f"{path}:{number}: not a metrics record (no integer `step`)")
+            records.append(record)
+    return records

@@ -38,6 +38,7 @@ def generate(
         eos_token_id=stop_ids,
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
+        remove_invalid_values=True,  # a diverged model's nan/inf reach the loss, which stops the run with one line
     )
     parts = []
     for start in range(0, len(repeated), batch_size):

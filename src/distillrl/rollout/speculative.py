@@ -20,6 +20,7 @@ def sample_token(logits: Tensor, temperature: float) -> Tensor:
     """One token per row from softmax(logits / temperature); greedy at temperature 0."""
     if temperature == 0:
         return logits.argmax(-1)
+    logits = torch.nan_to_num(logits)  # a diverged model's nan/inf reach the loss, which stops the run with one line
     return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(-1)
 
 

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from distillrl.errors import UserError
+
 FINAL_ANSWER = re.compile(r"#\s*(-?[0-9a-z\[\], ]*)")
 
 
@@ -50,18 +52,28 @@ class Task(Protocol):
     def test_problems(self, n: int) -> list[Problem]:
         """The first `n` problems of the held-out split, always the same ones."""
 
+    def located_prompts(self, n_test: int) -> list[tuple[str, str]]:
+        """(where, prompt) for every prompt a run with `n_test` held-out problems may give a model: the rows of
+        prompt files, or the held-out problems of a generator (its training prompts are drawn alike)."""
+
     def reward(self, problem: Problem, completion: str) -> float:
         """Verifier: 1.0 for a correct completion, 0.0 otherwise."""
 
 
 TEST_BUCKETS = 5  # one prompt in five (by hash) is held out
 TEST_SEED = 20261125
+MAX_DRAWS = 10_000  # draws without a usable (or a new) problem before a generator is declared too small
 
 
 def is_test_prompt(prompt: str) -> bool:
     """True when `prompt` belongs to the held-out split (a fixed hash bucket)."""
     digest = hashlib.sha256(prompt.encode()).digest()
     return digest[0] % TEST_BUCKETS == 0
+
+
+def located_test_prompts(task: Task, n: int) -> list[tuple[str, str]]:
+    """The first `n` held-out prompts of a generated task, each located as `task NAME: held-out prompt i`."""
+    return [(f"task {task.name}: held-out prompt {i}", p.prompt) for i, p in enumerate(task.test_problems(n))]
 
 
 class GeneratedTask:
@@ -76,27 +88,37 @@ class GeneratedTask:
         raise NotImplementedError
 
     def _sample(self, rng: random.Random, test: bool) -> Problem:
-        while True:
+        for _ in range(MAX_DRAWS):
             problem = self.make_problem(rng)
             if is_test_prompt(problem.prompt) == test:
                 return problem
+        split = "held-out" if test else "training"
+        raise UserError(f"task: the {self.name} difficulty gave no {split} problem in {MAX_DRAWS:,} draws (it holds too "
+                        "few distinct problems); make it harder")  # fmt: skip
 
     def sample_train(self, rng: random.Random) -> Problem:
         return self._sample(rng, test=False)
 
     def test_problems(self, n: int) -> list[Problem]:
-        rng, seen, problems = random.Random(TEST_SEED), set(), []
-        for _ in range(200 * n + 1000):
+        """The first `n` distinct held-out problems; fails once MAX_DRAWS draws in a row bring nothing new."""
+        rng, seen, problems, stale = random.Random(TEST_SEED), set(), [], 0
+        while len(problems) < n:
             problem = self._sample(rng, test=True)
-            if problem.prompt not in seen:
-                seen.add(problem.prompt)
-                problems.append(problem)
-                if len(problems) == n:
-                    return problems
-        raise ValueError(
-            f"task: the {self.name} difficulty is too small to hold {n} distinct held-out problems (found "
-            f"{len(problems)}); make it harder, or lower eval.num_prompts"
-        )
+            if problem.prompt in seen:
+                stale += 1
+                if stale == MAX_DRAWS:
+                    raise UserError(
+                        f"task: the {self.name} difficulty is too small to hold {n} distinct held-out problems (found "
+                        f"{len(problems)}); make it harder, or lower eval.num_prompts"
+                    )
+                continue
+            stale = 0
+            seen.add(problem.prompt)
+            problems.append(problem)
+        return problems
+
+    def located_prompts(self, n_test: int) -> list[tuple[str, str]]:
+        return located_test_prompts(self, n_test)
 
     def domains(self) -> dict[str | None, str]:
         return {self.name: f"task.name {self.name!r}"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from distillrl.tasks.base import GeneratedTask, Problem, exact_match_reward
+from distillrl.tasks.base import GeneratedTask, Problem, exact_match_reward, located_test_prompts
 
 
 class MixTask:
@@ -22,6 +22,9 @@ class MixTask:
         shares = [len(range(i, n, len(self.tasks))) for i in range(len(self.tasks))]
         per_task = [task.test_problems(share) for task, share in zip(self.tasks, shares)]
         return [per_task[i % len(self.tasks)][i // len(self.tasks)] for i in range(n)]
+
+    def located_prompts(self, n_test: int) -> list[tuple[str, str]]:
+        return located_test_prompts(self, n_test)
 
     def domains(self) -> dict[str | None, str]:
         return {task.name: f"task.name 'mix' (domain of task {task.name!r})" for task in self.tasks}

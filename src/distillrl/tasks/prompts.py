@@ -1,4 +1,4 @@
-"""Prompt datasets from jsonl or parquet files (read through `datasets`), verified row by row.
+"""Prompt datasets from jsonl or parquet files, verified row by row.
 
 Each row has a string `prompt` and optionally `answer` (checked by the exact-match verifier), `completion`
 (a reference solution, for SFT) and `domain`. A bad row fails at load time naming its file and line (jsonl)
@@ -7,17 +7,18 @@ or row (parquet).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 from pathlib import Path
 
+from distillrl.errors import UserError
+from distillrl.files import read_utf8_text
 from distillrl.tasks.base import Problem, exact_match_reward
 
 OPTIONAL_FIELDS = ("answer", "completion", "domain")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A prompt file or row that cannot be used, formatted as `file:line: problem`."""
 
 
@@ -36,57 +37,52 @@ def _problem_from_row(row: object, where: str) -> Problem:
     return Problem(prompt=prompt, answer=values["answer"], solution=values["completion"], domain=values["domain"])
 
 
-def _check_jsonl(path: Path) -> None:
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+def _jsonl_rows(path: Path) -> list[tuple[object, str]]:
+    """Each non-blank line's JSON value and where it is (`file:line`)."""
+    try:
+        text = read_utf8_text(path, "prompts")
+    except UserError as error:
+        raise DatasetError(str(error)) from None
+    rows = []
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
             try:
-                row = json.loads(line)
+                rows.append((json.loads(line), f"{path}:{line_number}"))
             except json.JSONDecodeError as error:
                 raise DatasetError(f"{path}:{line_number}: invalid JSON ({error.msg} at column {error.colno})") from None
-            _problem_from_row(row, f"{path}:{line_number}")
+    return rows
 
 
-@contextlib.contextmanager
-def datasets_quiet():
-    """`datasets` without its progress bars (a prompt file loads in a blink; its bars would only clutter the
-    run's output); their previous setting is restored after."""
-    import datasets
+def _parquet_rows(path: Path) -> list[tuple[object, str]]:
+    """Each row of a parquet file as a dict and where it is (`file: row i`)."""
+    import pyarrow
+    import pyarrow.parquet
 
-    was_disabled = datasets.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
     try:
-        yield datasets
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
+        table = pyarrow.parquet.read_table(path)
+    except (pyarrow.ArrowException, OSError) as error:
+        raise DatasetError(f"{path}: not a readable parquet file ({error})") from None
+    if table.num_rows and "prompt" not in table.column_names:
+        raise DatasetError(f"{path}: row 0: missing field `prompt` (columns: {', '.join(table.column_names)})")
+    return [(row, f"{path}: row {i}") for i, row in enumerate(table.to_pylist())]
 
 
 def load_problems(path: str | Path) -> tuple[list[Problem], list[str]]:
     """Load and verify every row of a `.jsonl`/`.json` or `.parquet` prompt file: the problems and where each
     one is (`file:line` or `file: row i`)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        _check_jsonl(path)  # exact line numbers before `datasets` parses it
-        with datasets_quiet() as datasets:
-            dataset = datasets.load_dataset("json", data_files=str(path), split="train")
-        where = lambda i: f"{path}:{i + 1}"  # noqa: E731
+        rows = _jsonl_rows(path)
     elif suffix == ".parquet":
-        with datasets_quiet() as datasets:
-            dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
-        where = lambda i: f"{path}: row {i}"  # noqa: E731
+        rows = _parquet_rows(path)
     else:
         raise DatasetError(f"{path}: unsupported format {suffix!r} (use .jsonl or .parquet)")
-    if "prompt" not in dataset.column_names:
-        raise DatasetError(f"{where(0)}: missing field `prompt` (columns: {', '.join(dataset.column_names)})")
-    problems = [_problem_from_row(row, where(i)) for i, row in enumerate(dataset)]
-    if not problems:
+    if not rows:
         raise DatasetError(f"{path}: no rows")
-    return problems, [where(i) for i in range(len(problems))]
+    return [_problem_from_row(row, where) for row, where in rows], [where for _, where in rows]
 
 
 class PromptsTask:
@@ -105,6 +101,10 @@ class PromptsTask:
         if self.test is None:
             raise DatasetError("task.test_path: needed for evaluation of a prompts task")
         return self.test[:n]
+
+    def located_prompts(self, n_test: int) -> list[tuple[str, str]]:
+        test = list(zip(self.test_where, self.test or []))[:n_test]
+        return [(where, p.prompt) for where, p in [*zip(self.train_where, self.train), *test]]
 
     def domains(self) -> dict[str | None, str]:
         first: dict[str | None, str] = {}

@@ -1,0 +1,296 @@
+"""Every bad input through the command line: exit code 2, one `distillrl: error:` line, no traceback, and the
+workspace (run directory included) byte for byte as it was: a refused fresh run leaves no half-made directory.
+
+Each case gets a workspace with a finished tiny run in `run/` (2 steps, a checkpoint at each) and returns the
+command line. The cases run in-process, most of them without loading a model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from distillrl.cli import app
+from distillrl.models.loading import ZOO_DIR
+
+TINY = """\
+output_dir: {out}
+rollout: {{prompts_per_step: 4, group_size: 2, max_new_tokens: 16}}
+optim: {{steps: 2, lr: 0.002}}
+eval: {{every: 0, num_prompts: 4, max_new_tokens: 16}}
+checkpoint: {{every: 1, keep: 2}}
+tensorboard: false
+"""
+
+
+class Workspace:
+    """A case's folder: `run/` (a copy of the finished run) and whatever files the case writes."""
+
+    def __init__(self, root: Path, finished_run: Path, padded_teacher: Path):
+        self.root, self.padded_teacher = root, str(padded_teacher)
+        self.run = root / "run"
+        shutil.copytree(finished_run, self.run)
+        self.new = str(root / "new")  # a fresh run's output_dir: must not exist after a refused run
+
+    def file(self, name: str, content: str | bytes) -> str:
+        path = self.root / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return str(path)
+
+    def config(self, extra: str = "", out: str | None = None) -> str:
+        return self.file("config.yaml", TINY.format(out=out or self.new) + extra)
+
+    def train(self, *settings: str, extra: str = "") -> list[str]:
+        """`train` of the tiny config (into `new/`) with `--set` overrides."""
+        return ["train", self.config(extra), *[arg for s in settings for arg in ("--set", s)]]
+
+    def resume(self, *settings: str) -> list[str]:
+        """`train --resume` of the finished run's own config.yaml with `--set` overrides."""
+        settings = (f"output_dir={self.run}", *settings)
+        return ["train", str(self.run / "config.yaml"), "--resume", *[arg for s in settings for arg in ("--set", s)]]
+
+    def model(self, name: str = "student-base") -> Path:
+        """A copy of a zoo model to damage."""
+        path = self.root / f"model-{name}"
+        shutil.copytree(ZOO_DIR / name, path)
+        return path
+
+    def prompts(self, name: str, content: str | bytes, *settings: str) -> list[str]:
+        """`train` on a prompt file (also the held-out file)."""
+        path = self.file(name, content)
+        return self.train("task.name=prompts", f"task.train_path={path}", f"task.test_path={path}", *settings)
+
+
+def damaged_student(ws: Workspace, damage) -> list[str]:
+    path = ws.model()
+    damage(path)
+    return ws.train(f"student.path={path}")
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def damage_all_checkpoints(ws: Workspace) -> list[str]:
+    for state in ws.run.glob("checkpoints/step_*/trainer_state.pt"):
+        truncate(state)
+    return ws.resume()
+
+
+def corrupt_middle_metrics_line(ws: Workspace) -> list[str]:
+    lines = (ws.run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = '{"step": 1, "train/loss": 0.5\n'
+    (ws.run / "metrics.jsonl").write_text("".join(lines))
+    return ws.resume()
+
+
+def resume_without_stored_config(ws: Workspace) -> list[str]:
+    (ws.run / "config.yaml").unlink()
+    return ["train", ws.config(out=str(ws.run)), "--resume"]
+
+
+def resume_with_damaged_stored_config(ws: Workspace) -> list[str]:
+    (ws.run / "config.yaml").write_text("optim: {steps: [\n")
+    return ["train", ws.config(out=str(ws.run)), "--resume"]
+
+
+def control_config(ws: Workspace, text: str) -> list[str]:
+    return ["control", "distill", ws.file("control.yaml", f"output_dir: {ws.root / 'control'}\n{text}")]
+
+
+GARBAGE = b"\x00\x01garbage" * 10
+DOMAIN_FILE = '{"prompt": "1+1=", "answer": "2", "domain": "arith"}\n{"prompt": "2+2=", "answer": "4", "domain": "code"}\n'
+
+CASES = {
+    # the config file and --set
+    "config file missing": lambda ws: ["train", str(ws.root / "nope.yaml")],
+    "config file is a directory": lambda ws: ["train", str(ws.root)],
+    "config not UTF-8": lambda ws: ["train", ws.file("c.yaml", b"seed: 0\noptim:\n  lr: \xff\xfe\n")],
+    "config invalid YAML": lambda ws: ["train", ws.file("c.yaml", "optim: {steps: [1\n")],
+    "config not a mapping": lambda ws: ["train", ws.file("c.yaml", "- optim\n- eval\n")],
+    "config two YAML documents": lambda ws: ["train", ws.file("c.yaml", "seed: 0\n---\nseed: 1\n")],
+    "unknown top-level key": lambda ws: ws.train(extra="learning_rate: 3\n"),
+    "unknown nested key": lambda ws: ws.train("objective.fidelty=full"),
+    "wrong type": lambda ws: ws.train("optim.lr=abc"),
+    "negative steps": lambda ws: ws.train("optim.steps=-1"),
+    "AdamW beta out of range": lambda ws: ws.train("optim.betas=[1.5,0.999]"),
+    "AdamW betas not a pair": lambda ws: ws.train("optim.betas=[0.9]"),
+    "negative skip_nonfinite_steps": lambda ws: ws.train("optim.skip_nonfinite_steps=-1"),
+    "rlad without a teacher": lambda ws: ws.train("objective.name=rlad", "teacher=null"),
+    "grpo with group_size 1": lambda ws: ws.train("objective.name=grpo", "rollout.group_size=1"),
+    "top_k larger than the vocabulary": lambda ws: ws.train("objective.fidelity=topk", "objective.top_k=1000"),
+    "unknown LoRA target": lambda ws: ws.train("student.lora.target_modules=[q_proj,nope_proj]"),
+    "LoRA rank 0": lambda ws: ws.train("student.lora.r=0"),
+    "--set without =": lambda ws: ws.train("optim.lr"),
+    "--set value not YAML": lambda ws: ws.train("optim.lr=[1"),
+    "--set into a value": lambda ws: ws.train("seed.x=1"),
+    "--set bad choice": lambda ws: ws.train("precision=fp8"),
+    "prompts task without train_path": lambda ws: ws.train("task.name=prompts"),
+    "arith min_ops > max_ops": lambda ws: ws.train("task.difficulty.min_ops=4", "task.difficulty.max_ops=2"),
+    "arith difficulty with no held-out problem": lambda ws: ws.train(
+        "task.difficulty.max_ops=1", "task.difficulty.max_operand=1", "task.difficulty.operators=+"),
+    "arith difficulty too small for eval": lambda ws: ws.train(
+        "task.difficulty.max_ops=1", "task.difficulty.max_operand=3", "task.difficulty.operators=+",
+        "eval.num_prompts=50"),
+    "lists difficulty too small for eval": lambda ws: ws.train(
+        "task.name=lists", "task.lists.min_length=1", "task.lists.max_length=1", "task.lists.max_value=2", "task.lists.operations=[max]",
+        "eval.num_prompts=10"),
+    "max_new_tokens beyond the context": lambda ws: ws.train("rollout.max_new_tokens=300"),
+    # models
+    "student directory missing": lambda ws: ws.train("student.path=/nonexistent/model"),
+    "unknown zoo model": lambda ws: ws.train("student.path=zoo:nope"),
+    "student directory without config.json": lambda ws: ws.train(f"student.path={ws.root}"),
+    "student weights garbage": lambda ws: damaged_student(ws, lambda p: (p / "model.safetensors").write_bytes(GARBAGE)),
+    "student weights truncated": lambda ws: damaged_student(ws, lambda p: truncate(p / "model.safetensors")),
+    "student weights missing": lambda ws: damaged_student(ws, lambda p: (p / "model.safetensors").unlink()),
+    "student config.json corrupt": lambda ws: damaged_student(ws, lambda p: (p / "config.json").write_text("{")),
+    "student tokenizer missing": lambda ws: damaged_student(ws, lambda p: (p / "tokenizer.json").unlink()),
+    "teacher directory missing": lambda ws: ws.train("teacher.path=/nonexistent/teacher"),
+    "teacher with padded vocabulary": lambda ws: ws.train(f"teacher.path={ws.padded_teacher}"),
+    "reference directory missing": lambda ws: ws.train("objective.name=gopd", "teacher.reference=/nonexistent/ref"),
+    # the output directory
+    "output_dir is a file": lambda ws: ws.train(f"output_dir={ws.file('afile', 'x')}"),
+    "output_dir under a file": lambda ws: ws.train(f"output_dir={ws.file('afile', 'x')}/run"),
+    "output_dir not writable": lambda ws: ws.train("output_dir=/proc/distillrl-run"),
+    "existing run without --resume": lambda ws: ["train", str(ws.run / "config.yaml"), "--set", f"output_dir={ws.run}"],
+    "--resume with --overwrite": lambda ws: [*ws.resume(), "--overwrite"],
+    "--resume with a changed lr": lambda ws: ws.resume("optim.lr=0.01"),
+    "--resume with a changed objective": lambda ws: ws.resume("objective.name=forward_kl"),
+    "--resume with a changed seed": lambda ws: ws.resume("seed=7"),
+    "--resume with a changed student": lambda ws: ws.resume("student.path=zoo:teacher-base"),
+    "--resume with fewer steps than the checkpoint": lambda ws: ws.resume("optim.steps=1"),
+    "--resume with every trainer state truncated": damage_all_checkpoints,
+    "--resume with a broken metrics line": corrupt_middle_metrics_line,
+    "--resume without the stored config": resume_without_stored_config,
+    "--resume with a damaged stored config": resume_with_damaged_stored_config,
+    "second run into a locked directory": lambda ws: ws.resume(),  # the test holds run/.lock
+    # prompt files
+    "prompt file missing": lambda ws: ws.train("task.name=prompts", f"task.train_path={ws.root}/none.jsonl"),
+    "prompt file empty jsonl": lambda ws: ws.prompts("p.jsonl", ""),
+    "prompt file blank lines only": lambda ws: ws.prompts("p.jsonl", "\n \n"),
+    "prompt file garbage parquet": lambda ws: ws.prompts("p.parquet", GARBAGE),
+    "prompt file empty parquet": lambda ws: ws.prompts("p.parquet", b""),
+    "prompt file not UTF-8": lambda ws: ws.prompts("p.jsonl", b'{"prompt": "1+1=\xff"}\n'),
+    "prompt file invalid JSON line": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1="}\n{"prompt": \n'),
+    "prompt row without prompt": lambda ws: ws.prompts("p.jsonl", '{"question": "1+1="}\n'),
+    "prompt row not an object": lambda ws: ws.prompts("p.jsonl", '["1+1="]\n'),
+    "prompt answer of a wrong type": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": [2]}\n'),
+    "prompt file of an unknown format": lambda ws: ws.prompts("p.csv", "prompt\n1+1=\n"),
+    "20 MB prompt": lambda ws: ws.prompts("p.jsonl", '{"prompt": "' + "1+" * 10_000_000 + '1="}\n'),
+    "prompt longer than the context": lambda ws: ws.prompts("p.jsonl", '{"prompt": "' + "1+" * 150 + '1="}\n'),
+    "prompt character outside the vocabulary": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=\\u00e9"}\n'),
+    "prompt upper case outside the vocabulary": lambda ws: ws.prompts("p.jsonl", '{"prompt": "What is 1+1?"}\n'),
+    "prompts without answers for grpo": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1="}\n', "objective.name=grpo", "teacher=null"),
+    "prompts without completions for sft": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', "objective.name=sft", "rollout.source=dataset", "teacher=null"),
+    "prompt domain without a teacher": lambda ws: ws.prompts(
+        "p.jsonl", DOMAIN_FILE, "teacher=null", "teachers=[{name: arith, path: 'zoo:teacher'}]"),
+    # training that diverges
+    "diverging run (lr 1e9)": lambda ws: ws.train("optim.lr=1e9", "checkpoint.every=0"),
+    # eval
+    "eval --n 0": lambda ws: ["eval", "--model", "zoo:student-base", "--n", "0"],
+    "eval --n -5": lambda ws: ["eval", "--model", "zoo:student-base", "--n", "-5"],
+    "eval --n not a number": lambda ws: ["eval", "--model", "zoo:student-base", "--n", "abc"],
+    "eval missing model": lambda ws: ["eval", "--model", "/nonexistent/model", "--n", "4"],
+    "eval missing task file": lambda ws: ["eval", "--model", "zoo:student-base", "--task", f"{ws.root}/none.jsonl"],
+    "eval teacher with padded vocabulary": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--teacher", ws.padded_teacher, "--n", "4"],
+    "eval prompt outside the vocabulary": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--task", ws.file("t.jsonl", '{"prompt": "1+1=\\u00e9", "answer": "2"}\n')],
+    "eval --temperature -1": lambda ws: ["eval", "--model", "zoo:student-base", "--temperature", "-1"],
+    # inspect
+    "inspect --prompt empty": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher",
+                                          "--prompt", ""],
+    "inspect --samples 0": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher",
+                                       "--prompt", "1+1=", "--samples", "0"],
+    "inspect missing student": lambda ws: ["inspect", "--student", "/nonexistent/s", "--teacher", "zoo:teacher",
+                                           "--prompt", "1+1="],
+    "inspect --out in a missing folder": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher",
+                                                     "zoo:teacher", "--prompt", "1+1=", "--out", f"{ws.root}/no/x.html"],
+    "inspect prompt outside the vocabulary": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher",
+                                                         "zoo:teacher", "--prompt", "1+1=\u00e9"],
+    "inspect teacher with padded vocabulary": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher",
+                                                          ws.padded_teacher, "--prompt", "1+1="],
+    # control
+    "control teacher unknown env": lambda ws: ["control", "teacher", "--env", "NoSuchEnv-v0", "--out", f"{ws.root}/t.zip"],
+    "control teacher continuous actions": lambda ws: ["control", "teacher", "--env", "Pendulum-v1", "--out",
+                                                      f"{ws.root}/t.zip"],
+    "control distill config missing": lambda ws: ["control", "distill", f"{ws.root}/none.yaml"],
+    "control distill unknown env": lambda ws: control_config(ws, "env: NoSuchEnv-v0\n"),
+    "control distill teacher file missing": lambda ws: control_config(ws, f"teacher: {{path: {ws.root}/none.zip}}\n"),
+    "control distill teacher file garbage": lambda ws: control_config(
+        ws, f"teacher: {{path: {ws.file('t.zip', GARBAGE)}}}\n"),
+    # the others
+    "zoo build --only unknown": lambda ws: ["zoo", "build", "--only", "nope", "--out", f"{ws.root}/zoo"],
+    "bench repro --only unknown": lambda ws: ["bench", "repro", "--only", "nope", "--out", f"{ws.root}/b",
+                                              "--work", f"{ws.root}/w"],
+    "demo --out a file": lambda ws: ["demo", "--out", ws.file("afile", "x")],
+    "demo --out an existing run": lambda ws: ["demo", "--out", str(ws.run)],
+}
+PRINTS_BEFORE_FAILING = {"diverging run (lr 1e9)"}  # a run that starts, then stops: its progress comes first
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under root."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("finished")
+    config = root / "config.yaml"
+    config.write_text(TINY.format(out=root / "run"))
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def padded_teacher(tmp_path_factory) -> Path:
+    """zoo:teacher with its vocabulary padded from 62 to 64 rows (as many hub models pad theirs)."""
+    from distillrl.models.loading import load_causal_lm, load_tokenizer
+
+    path = tmp_path_factory.mktemp("padded") / "teacher"
+    model = load_causal_lm("zoo:teacher")
+    model.resize_token_embeddings(64)
+    model.save_pretrained(path)
+    load_tokenizer("zoo:teacher").save_pretrained(path)
+    return path
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_run, padded_teacher):
+    ws = Workspace(tmp_path, finished_run, padded_teacher)
+    argv = CASES[case](ws)
+    before = snapshot(tmp_path)
+    lock = FileLock(ws.run / ".lock", timeout=0)
+    if case == "second run into a locked directory":
+        lock.acquire()
+    try:
+        result = CliRunner().invoke(app, argv)
+    finally:
+        lock.release()
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("distillrl: error: ")]
+    assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
+    if case not in PRINTS_BEFORE_FAILING:
+        assert result.stderr == errors[0] + "\n" and result.stdout == "", result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_debug_shows_the_traceback_instead(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("optim: {lr: abc}\n")
+    result = CliRunner().invoke(app, ["--debug", "train", str(config)])
+    assert result.exit_code == 1 and "distillrl: error" not in result.output
+    assert type(result.exception).__name__ == "ConfigError"
