@@ -34,7 +34,7 @@ from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
-from distillrl.models.roles import Models, check_same_vocabulary, load_models
+from distillrl.models.roles import Models, check_same_vocabulary, load_models, teacher_devices
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog
@@ -42,7 +42,7 @@ from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
 from distillrl.run_dir import ClaimedRun, claim_run_directory
-from distillrl.runtime import autocast, synchronize
+from distillrl.runtime import autocast, resolve_device, synchronize
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 from distillrl.scoring.signals import score_rollout
@@ -167,6 +167,7 @@ def rollout_metrics(sequences: Sequences, signals: Batch, teacher_names: list[st
 def check_before_loading(config: TrainConfig, task, objective: Objective) -> None:
     """Problems that only show once data, tokenizer and model files are known, raised before any model loads (and
     before the run directory is touched)."""
+    teacher_devices(config, resolve_device(config.device))  # a GPU this machine lacks
     student = config.student.path
     check_model_files(student)
     for index, teacher in enumerate(config.teacher_list):

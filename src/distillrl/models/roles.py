@@ -59,7 +59,7 @@ class Models:
     device: torch.device  # the student's, where every Batch tensor lives
     precision: str  # fp32 or bf16 (resolved from `auto`)
     engine_name: str = "hf"  # rollout.engine
-    engines: dict[int, RolloutEngine] = field(default_factory=dict)
+    engines: dict[tuple[int, int], RolloutEngine] = field(default_factory=dict)  # (id(model), batch size)
 
     def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
         """The rollout engine that samples from `model` (one per model and batch size, built on first use)."""
@@ -87,6 +87,13 @@ def check_same_vocabulary(student: str, other: str, role: str) -> None:
                              "supported yet)")  # fmt: skip
 
 
+def teacher_devices(config, device: torch.device) -> list[torch.device]:
+    """Where each configured teacher runs: its `device`, or the run's `device`; a device this machine lacks is a
+    DeviceError naming the field."""
+    return [resolve_device(teacher.device, f"teachers.{index}.device" if config.teachers else "teacher.device")
+            if teacher.device else device for index, teacher in enumerate(config.teacher_list)]  # fmt: skip
+
+
 def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
     """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer, each
     on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
@@ -109,8 +116,7 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
         initial = (FrozenScorer(student, adapter_disabled=True) if config.student.lora
                    else FrozenScorer(frozen(config.student.path, device)))  # fmt: skip
     teachers = []
-    for index, teacher in enumerate(config.teacher_list):
-        where = resolve_device(teacher.device, f"teachers.{index}.device" if config.teachers else "teacher.device") if teacher.device else device
+    for teacher, where in zip(config.teacher_list, teacher_devices(config, device)):
         reference = initial
         if needs_reference and teacher.reference is not None:
             reference = FrozenScorer(frozen(teacher.reference, where))

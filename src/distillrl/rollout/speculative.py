@@ -52,6 +52,7 @@ def speculative_generate(
     caches: dict[str, object] = {"student": None, "teacher": None}
     finished = torch.zeros(len(repeated), dtype=torch.bool, device=student.device)
     stop_ids = stop_token_ids(tokenizer, base_model(student))
+    stop_tensor = torch.tensor(stop_ids, device=student.device)
     tokens, kept, proposed = [], 0, 0
     for _ in range(max_new_tokens):
         last = {}
@@ -66,7 +67,7 @@ def speculative_generate(
         proposed += (~finished).sum()
         token = torch.where(finished, tokenizer.pad_token_id, token)
         tokens.append(token)
-        finished |= torch.isin(token, torch.tensor(stop_ids, device=token.device))
+        finished |= torch.isin(token, stop_tensor)
         if finished.all():
             break
         inputs = token[:, None]
