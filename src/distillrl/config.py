@@ -51,6 +51,31 @@ class TeacherConfig(Strict):
         None, description="gopd reference pi_ref for this teacher (default: the student's initial weights); "
         "the teacher's pre-RL base gives reward correction"
     )
+    server: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+(/\S*)?$", description="score through this vLLM-compatible server (e.g. "
+        "http://127.0.0.1:8000; `vllm serve` or `distillrl serve-teacher`) instead of loading `path`; fidelity "
+        "sampled or topk"
+    )
+    server_timeout: float = Field(120.0, gt=0, description="server only: seconds one request may take")
+    server_retries: int = Field(6, ge=0, description="server only: retries of a request after a connection "
+                                "error or a 5xx answer, with backoff 0.5, 1, 2, 4, 8, 8... s")
+    server_concurrency: int = Field(4, ge=1, description="server only: requests in flight at once")
+    server_rows_per_request: int = Field(8, ge=1, description="server only: sequences scored per request")
+    cache: str | None = Field(
+        None, description="a stored teacher: the directory `distillrl teacher cache` wrote (top-k log-probs of the "
+        "dataset's sequences); no teacher is loaded; rollout.source dataset, fidelity topk or sampled"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "TeacherConfig":
+        if self.server and self.cache:
+            raise ValueError("server: give either `server` or `cache`, not both")
+        return self
+
+    @property
+    def backend(self) -> str:
+        """Where this teacher's signals come from: local (a loaded model), server or cache."""
+        return "server" if self.server else "cache" if self.cache else "local"
 
 
 class TaskConfig(Strict):
@@ -250,6 +275,19 @@ class TrainConfig(Strict):
             raise ValueError(f"teacher: rollout.source {source!r} needs a teacher")
         if source == "mixed" and self.rollout.seq_kd and not has_teacher:
             raise ValueError("teacher: rollout.seq_kd samples off-policy sequences from a teacher")
+        for index, teacher in enumerate(self.teacher_list):
+            if teacher.backend == "local":
+                continue
+            field = f"teachers.{index}.{teacher.backend}" if self.teachers else f"teacher.{teacher.backend}"
+            if any(leaf.resolved_fidelity == "full" for leaf in leaves):
+                raise ValueError(f"{field}: a {teacher.backend} teacher gives fidelity sampled or topk; full (the "
+                                 "whole vocabulary) needs a local teacher (set objective.fidelity: topk)")
+            if source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd):
+                raise ValueError(f"{field}: rollout.source {source!r} samples from the teacher, which needs a local "
+                                 "teacher (a server or cache teacher only scores)")
+            if teacher.backend == "cache" and source != "dataset":
+                raise ValueError(f"{field}: a stored teacher holds the dataset's sequences only; it needs "
+                                 f"rollout.source 'dataset' (got {source!r})")
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
         return self
