@@ -320,7 +320,8 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             phases.mark("rollout")
             with autocast(models.precision, models.device):
                 signals = score_rollout(models, objective.needs, sequences, problems, task.reward,
-                                        top_k=max(leaf.top_k for leaf in config.objective.leaves()),
+                                        top_k=max((leaf.top_k for leaf in config.objective.leaves()
+                                                   if leaf.resolved_fidelity == "topk"), default=1),
                                         rows_per_pass=-(-len(sequences) // optim.grad_accum),
                                         chunk_size=chunk_size)  # fmt: skip
             phases.mark("score")
