@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import socketserver
 import subprocess
@@ -48,10 +49,12 @@ def start_server(model: str, port: int = 0) -> tuple[subprocess.Popen, str]:
 
 @pytest.fixture(scope="module")
 def served_teacher():
+    """The module's serve-teacher process (a test may replace it: `served["process"]`)."""
     process, url = start_server("zoo:teacher")
-    yield process, url
-    process.kill()
-    process.wait()
+    served = {"process": process, "url": url}
+    yield served
+    served["process"].kill()
+    served["process"].wait()
 
 
 def arith_sequences(n: int = 6, sampled: bool = True) -> Sequences:
@@ -81,7 +84,7 @@ def scored(teacher, sequences: Sequences, top_k: int | None):
 
 
 def test_served_logprobs_equal_the_local_teachers(served_teacher):
-    _, url = served_teacher
+    url = served_teacher["url"]
     sequences = arith_sequences()
     remote = RemoteTeacher(url, timeout=60, rows_per_request=3, concurrency=2)
     remote.check(load_tokenizer("zoo:student-base"), "zoo:teacher")
@@ -117,29 +120,29 @@ def train_metrics(run_dir: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k.startswith("train/")} for r in read_metrics(run_dir) if r["step"] > 0]
 
 
-def test_an_opd_run_through_the_server_matches_a_local_run_across_a_server_restart(tmp_path):
+def test_an_opd_run_through_the_server_matches_a_local_run_across_a_server_restart(tmp_path, served_teacher, capfd):
     local = opd_config(tmp_path, "local")
     train(local, show_progress=False)
-    process, url = start_server("zoo:teacher")
+    url = served_teacher["url"]
     port = int(url.rsplit(":", 1)[1])
-    restarted = {}
+    restarted = threading.Event()
+
+    def restart():
+        served_teacher["process"] = start_server("zoo:teacher", port)[0]
+        restarted.set()
 
     def kill_and_restart(step, record):
         if step == 1:  # killed between steps: step 2's requests find nothing listening and retry with backoff
-            process.kill()
-            process.wait()
-            threading.Thread(target=lambda: restarted.setdefault("server", start_server("zoo:teacher", port))).start()
+            served_teacher["process"].kill()
+            served_teacher["process"].wait()
+            threading.Thread(target=restart).start()
 
     remote = opd_config(tmp_path, "remote", server=url, server_retries=8, server_rows_per_request=3)
-    try:
-        summary = train(remote, on_step=kill_and_restart, show_progress=False)
-    finally:
-        process.kill()
-        for _ in range(120):  # the restarted server's thread may still be starting
-            if "server" in restarted:
-                restarted["server"][0].kill()
-                break
-            time.sleep(0.5)
+    summary = train(remote, on_step=kill_and_restart, show_progress=False)
+    assert restarted.is_set()
+    retried = re.findall(rf"teacher.server {url}: POST /v1/completions: .*Connection refused; try 2 of 9 in 0.5 s",
+                         capfd.readouterr().err)  # fmt: skip
+    assert retried
     ran, expected = train_metrics(remote.output_dir), train_metrics(local.output_dir)
     assert [r["step"] for r in read_metrics(remote.output_dir) if r["step"] > 0] == [1, 2, 3]  # nothing lost
     assert len(expected) == 3

@@ -8,7 +8,7 @@ That is what `vllm serve MODEL` serves, and what `distillrl serve-teacher` (dist
 
 Transport: the standard library's http.client (no dependency; one connection per request). Requests run
 `concurrency` at a time; a connection error or a 5xx answer is retried with backoff (0.5, 1, 2, 4, 8, 8 ... s) up to
-`retries` times; an answer slower than `timeout` (in total, not per read), a 4xx, or an answer that is not the
+`retries` times (each retry is a line on stderr); an answer slower than `timeout` (in total, not per read), a 4xx, or an answer that is not the
 format above is a ServerError (a UserError that names the URL) at once.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ class RemoteTeacher:
         last = None
         for attempt in range(self.retries + 1):
             if attempt:
+                print(f"{self.where()}: {method} {path}: {last}; try {attempt + 1} of {self.retries + 1} in "
+                      f"{backoff_seconds(attempt - 1):g} s", file=sys.stderr, flush=True)  # fmt: skip
                 time.sleep(backoff_seconds(attempt - 1))
             try:
                 status, data = self._exchange(method, path, body)
