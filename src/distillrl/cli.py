@@ -334,13 +334,16 @@ def serve_teacher(
     port: int = typer.Option(8000, min=0, max=65535, help="port (0: any free port, printed at start)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     max_logprobs: int = typer.Option(20, min=0, help="largest prompt_logprobs a request may ask (vLLM's default: 20)"),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 weights (log-probs are computed in float32)"),
 ) -> None:
     """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
     from distillrl.models.loading import check_model_files
     from distillrl.serve import TeacherModel, make_server
 
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
     check_model_files(model)
-    teacher = TeacherModel(model, device, max_logprobs)
+    teacher = TeacherModel(model, device, max_logprobs, precision)
     try:
         server = make_server(teacher, host, port)
     except OSError as error:
@@ -348,6 +351,8 @@ def serve_teacher(
     bound_host, bound_port = server.server_address[:2]
     print(f"serving {model} at http://{bound_host}:{bound_port} (POST /v1/completions, /tokenize; GET /health, "
           "/v1/models); Ctrl-C stops", flush=True)  # fmt: skip
+    if bound_host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"note: {bound_host} is reachable from other machines, and the server has no authentication", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -40,9 +40,17 @@ class StudentConfig(Strict):
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
 
 
+BACKEND_FIDELITIES = {  # what each teacher backend can give (scoring/teachers.py)
+    "local": frozenset({"sampled", "topk", "full"}),
+    "server": frozenset({"sampled", "topk"}),  # a server's prompt_logprobs: its top-k and the realised token
+    "cache": frozenset({"sampled", "topk"}),  # stored top-k shards
+}
+
+
 class TeacherConfig(Strict):
     name: str = Field("teacher", description="multi-teacher: prompts whose `domain` equals this name use it")
-    path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id")
+    path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id (with `server`: "
+                      "the served model to ask for when the server serves several)")
     device: str | None = Field(
         None, pattern=DEVICE_SPEC, description="where this teacher (and its reference) runs: cpu, cuda or "
         "cuda:N (default: the run's `device`)"
@@ -279,9 +287,11 @@ class TrainConfig(Strict):
             if teacher.backend == "local":
                 continue
             field = f"teachers.{index}.{teacher.backend}" if self.teachers else f"teacher.{teacher.backend}"
-            if any(leaf.resolved_fidelity == "full" for leaf in leaves):
-                raise ValueError(f"{field}: a {teacher.backend} teacher gives fidelity sampled or topk; full (the "
-                                 "whole vocabulary) needs a local teacher (set objective.fidelity: topk)")
+            given = BACKEND_FIDELITIES[teacher.backend]
+            wanted = next((leaf.resolved_fidelity for leaf in leaves if leaf.resolved_fidelity not in (None, *given)), None)
+            if wanted is not None:
+                raise ValueError(f"{field}: a {teacher.backend} teacher gives fidelity {' or '.join(sorted(given))}; "
+                                 f"{wanted} (the whole vocabulary) needs a local teacher (set objective.fidelity: topk)")
             if source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd):
                 raise ValueError(f"{field}: rollout.source {source!r} samples from the teacher, which needs a local "
                                  "teacher (a server or cache teacher only scores)")

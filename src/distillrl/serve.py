@@ -7,7 +7,8 @@
                           -> choices[i].prompt_logprobs = [null, {"id": {"logprob", "rank", "decoded_token"}}, ...]
 
 Each scored position holds the k most likely tokens (ranks 1..k) and the realised token (with its rank, so k or
-k + 1 entries), exactly as vLLM answers; the log-probs are the model's at temperature 1, in float32. This server
+k + 1 entries), exactly as vLLM answers; the log-probs are the model's at temperature 1 (weights in fp32, or
+bf16 with `--precision bf16`; log-softmax in float32). This server
 only scores: the completion text is empty. Requests that are too large or malformed get a 4xx with a message
 ({"error": {"message", "type", "code"}}).
 
@@ -41,13 +42,13 @@ class BadRequest(Exception):
 class TeacherModel:
     """The served model: prompt log-probs of token-id prompts, one forward pass at a time."""
 
-    def __init__(self, path: str, device: str = "auto", max_logprobs: int = 20):
+    def __init__(self, path: str, device: str = "auto", max_logprobs: int = 20, precision: str = "fp32"):
         from distillrl.models.loading import load_causal_lm, load_tokenizer
-        from distillrl.runtime import resolve_device
+        from distillrl.runtime import frozen_dtype, resolve_device
 
         self.name = path
         self.device = resolve_device(device)
-        self.model = load_causal_lm(path).to(self.device).eval()
+        self.model = load_causal_lm(path, dtype=frozen_dtype(precision)).to(self.device).eval()
         self.tokenizer = load_tokenizer(path)
         self.vocab_size = self.model.get_output_embeddings().weight.shape[0]
         self.max_model_len = getattr(self.model.config, "max_position_embeddings", None) or 1 << 20

@@ -172,7 +172,9 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     check_model_files(student)
     for index, teacher in enumerate(config.teacher_list):
         field = f"teachers.{index}" if config.teachers else "teacher"
-        local_path = teacher.path if teacher.backend == "local" else teacher_backend(config, index) and None
+        if teacher.backend != "local":  # a server that is down or tokenises otherwise, a cache of other data
+            teacher_backend(config, index)
+        local_path = teacher.path if teacher.backend == "local" else None
         for role, path in ((f"{field}.path", local_path), (f"{field}.reference", teacher.reference)):
             if path is not None:
                 check_model_files(path)

@@ -122,7 +122,6 @@ def write_teacher_cache(teacher_path: str, data_path: str, top_k: int, out: str 
 class StoredTeacher:
     directory: str
     field: str = "teacher.cache"
-    fidelities: frozenset[str] = frozenset({"sampled", "topk"})
     manifest: dict = dataclasses.field(init=False)
     shards: dict[int, dict[str, Tensor]] = dataclasses.field(init=False, default_factory=dict)
     index: dict[int, tuple[int, int]] = dataclasses.field(init=False, default_factory=dict)  # key -> (shard, row)

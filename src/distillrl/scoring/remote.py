@@ -58,7 +58,6 @@ class RemoteTeacher:
     rows_per_request: int = 8
     field: str = "teacher.server"  # the config field named in errors
     model: str | None = None  # the served model's id (from /v1/models at `check`)
-    fidelities: frozenset[str] = frozenset({"sampled", "topk"})
 
     def __post_init__(self):
         parts = urlsplit(self.url)

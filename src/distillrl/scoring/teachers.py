@@ -3,7 +3,8 @@
 A teacher backend scores rows of a step's Sequences and returns, for their completion tokens in row-major order,
 the teacher's log-prob of each realised token and, when asked, its top-k ids and log-probs with the tail bucket
 (fidelity `topk`) or its logits over the whole vocabulary (fidelity `full`). The objectives never know which
-backend answered:
+backend answered (config.BACKEND_FIDELITIES says which fidelities each can give; the config check refuses the
+rest before anything loads):
 
 - `LocalTeacher`: a frozen HF model in this process (every fidelity);
 - `RemoteTeacher` (scoring/remote.py): a vLLM-compatible server's `prompt_logprobs` (sampled, topk);
@@ -34,8 +35,6 @@ class TeacherSignals:
 
 
 class TeacherScorer(Protocol):
-    fidelities: frozenset[str]  # the fidelities this backend can give
-
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
               chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         """(token mask over `sequences`' completion tokens, the signals of those tokens) for each part of `rows`;
@@ -53,7 +52,6 @@ class LocalTeacher:
     """A frozen model in this process, scored in micro-batches of `rows_per_pass` sequences."""
 
     scorer: object  # a models.roles.FrozenScorer
-    fidelities: frozenset[str] = frozenset({"sampled", "topk", "full"})
 
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
               chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
@@ -76,10 +74,12 @@ def real_token_rows(sequences: Sequences, rows: Tensor) -> list[tuple[list[int],
     """For each of `rows`: its real token ids (padding removed) and the positions in that list of the completion
     tokens that are scored (position j's log-prob is log pi(token_j | tokens_<j); position 0 has none)."""
     out = []
+    input_ids, attention_mask, completion_mask = (t.cpu() for t in (sequences.input_ids, sequences.attention_mask,
+                                                                     sequences.completion_mask))  # fmt: skip
     for row in rows.tolist():
-        real = sequences.attention_mask[row].bool()
-        ids = sequences.input_ids[row][real].tolist()
-        completion = sequences.completion_mask[row][real].bool()
+        real = attention_mask[row].bool()
+        ids = input_ids[row][real].tolist()
+        completion = completion_mask[row][real].bool()
         completion[0] = False  # target_ids start at column 1: the first token is never scored
         out.append((ids, completion.nonzero().squeeze(-1).tolist()))
     return out
