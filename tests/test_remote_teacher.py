@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import re
 import socket
 import socketserver
@@ -328,3 +329,33 @@ def test_what_a_server_teacher_cannot_do_is_refused_at_config_time(tmp_path, set
     config.write_text(f"teacher: {{server: 'http://127.0.0.1:9'}}\n{settings}\n")
     with pytest.raises(ConfigError, match=rf"c.yaml:1: {message}"):
         load_config(config)
+
+
+def test_a_vllm_answer_is_read_as_vllm_writes_it():
+    """vLLM's own shape: string token ids, `decoded_token`, the first position null, the realised token added
+    (with its rank) when outside the top k, -9999.0 for an impossible token."""
+    positions = [None,
+                 {"7": {"logprob": -0.1, "rank": 1, "decoded_token": "a"}, "3": {"logprob": -2.5, "rank": 2}},
+                 {"4": {"logprob": -0.5, "rank": 1}, "8": {"logprob": -1.2, "rank": 2},
+                  "9": {"logprob": -9999.0, "rank": 61, "decoded_token": "z"}}]  # fmt: skip
+
+    def answer(request: dict) -> bytes:
+        assert request["prompt"] == [[5, 7, 9]] and request["prompt_logprobs"] == 2 and request["max_tokens"] == 1
+        assert request["model"] == "m"
+        return http_answer(200, json.dumps({"choices": [{"index": 0, "text": "x", "prompt_logprobs": positions}]}).encode())
+
+    fake = FakeServer(vllm_like(answer))
+    try:
+        remote = RemoteTeacher(fake.url, retries=0)
+        remote.check(load_tokenizer("zoo:student-base"))
+        row = Sequences(input_ids=torch.tensor([[0, 5, 7, 9]]), attention_mask=torch.tensor([[0, 1, 1, 1]]),
+                        completion_mask=torch.tensor([[0, 0, 1, 1]]), prompt_index=torch.tensor([0]), completions=[""],
+                        prompt_width=2)  # fmt: skip
+        (mask, signals), = remote.score(row, torch.tensor([0]), 2, False, 4, 1024)
+    finally:
+        fake.close()
+    assert mask.tolist() == [True, True]
+    assert signals.token_logprobs.tolist() == pytest.approx([-0.1, -9999.0])
+    assert signals.topk_ids.tolist() == [[7, 3], [4, 8]]
+    tails = [math.log(1 - math.exp(-0.1) - math.exp(-2.5)), math.log(1 - math.exp(-0.5) - math.exp(-1.2))]
+    torch.testing.assert_close(signals.topk_logprobs, torch.tensor([[-0.1, -2.5, tails[0]], [-0.5, -1.2, tails[1]]]))

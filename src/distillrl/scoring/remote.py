@@ -40,10 +40,6 @@ class ServerError(UserError):
     """A teacher server that cannot be used: unreachable, too slow, or answering something else than expected."""
 
 
-class Retryable(Exception):
-    """A failure worth another try: the connection failed or broke, or the server answered 5xx."""
-
-
 def backoff_seconds(attempt: int) -> float:
     """Wait before try `attempt + 1` (attempt 0-based): min(0.5 * 2^attempt, 8) seconds."""
     return min(0.5 * 2**attempt, MAX_BACKOFF)
