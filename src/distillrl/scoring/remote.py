@@ -6,10 +6,11 @@ Each request scores a few finished sequences: `POST /v1/completions` with `promp
 `{token_id: {logprob, rank, ...}}` holding the k most likely tokens and the realised one (k or k + 1 entries).
 That is what `vllm serve MODEL` serves, and what `distillrl serve-teacher` (distillrl/serve.py) serves.
 
-Transport: the standard library's http.client (no dependency; one connection per request). Requests run
-`concurrency` at a time; a connection error or a 5xx answer is retried with backoff (0.5, 1, 2, 4, 8, 8 ... s) up to
-`retries` times (each retry is a line on stderr); an answer slower than `timeout` (in total, not per read), a 4xx, or an answer that is not the
-format above is a ServerError (a UserError that names the URL) at once.
+Transport: the standard library's http.client (no dependency: httpx or requests would add one for no gain here;
+one connection per request, so a restarted server is simply reconnected to). Requests run `concurrency` at a time;
+a connection error or a 5xx answer is retried with backoff (0.5, 1, 2, 4, 8, 8 ... s) up to `retries` times (each
+retry is a line on stderr); an answer slower than `timeout` (in total, not per read), a 4xx, or an answer that is
+not the format above is a ServerError (a UserError that names the URL) at once.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ class RemoteTeacher:
         the first) and tokenises a probe string exactly as the student's tokenizer does (`/tokenize`)."""
         self.request("GET", "/health")
         models = self.request("GET", "/v1/models")
-        ids = [item.get("id") for item in models.get("data", []) if isinstance(item, dict)] if isinstance(models, dict) else []
+        listed = models.get("data", []) if isinstance(models, dict) else []
+        ids = [item.get("id") for item in listed if isinstance(item, dict)] if isinstance(listed, list) else []
         if not ids or not all(isinstance(i, str) for i in ids):
             raise ServerError(f"{self.where()}: GET /v1/models lists no model ({str(models)[:120]})")
         self.model = preferred_model if preferred_model in ids else ids[0]
@@ -161,13 +163,17 @@ class RemoteTeacher:
         if not isinstance(choices, list) or len(choices) != len(token_rows):
             raise ServerError(f"{self.where()}: POST /v1/completions: expected {len(token_rows)} choices, got "
                               f"{str(answer)[:120]}")  # fmt: skip
-        order = sorted(range(len(choices)), key=lambda i: choices[i].get("index", i) if isinstance(choices[i], dict) else i)
+        indices = [choice.get("index", i) if isinstance(choice, dict) else None for i, choice in enumerate(choices)]
+        if sorted(indices, key=str) != sorted(range(len(choices)), key=str):
+            raise ServerError(f"{self.where()}: POST /v1/completions: the choices' `index` fields are {indices}, not "
+                              f"0..{len(choices) - 1}")  # fmt: skip
+        by_index = dict(zip(indices, choices))
         out = []
-        for position, i in enumerate(order):
-            entries = choices[i].get("prompt_logprobs") if isinstance(choices[i], dict) else None
-            if not isinstance(entries, list) or len(entries) != len(token_rows[position]):
+        for i, ids in enumerate(token_rows):
+            entries = by_index[i].get("prompt_logprobs")
+            if not isinstance(entries, list) or len(entries) != len(ids):
                 raise ServerError(f"{self.where()}: POST /v1/completions: choices[{i}].prompt_logprobs should list "
-                                  f"{len(token_rows[position])} positions (does the server support prompt_logprobs?)")
+                                  f"{len(ids)} positions (does the server support prompt_logprobs?)")
             out.append(entries)
         return out
 
