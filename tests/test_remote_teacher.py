@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import random
 import re
 import socket
 import socketserver
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from distillrl.cli import app
 from distillrl.config import ConfigError, load_config
 from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.models.roles import FrozenScorer
@@ -32,8 +35,6 @@ from distillrl.serve import TeacherModel, make_server
 from distillrl.tasks import ArithTask
 from distillrl.trainer import train
 from user_models import save_decoder
-
-import random
 
 
 def start_server(model: str, port: int = 0) -> tuple[subprocess.Popen, str]:
@@ -320,15 +321,26 @@ def test_a_server_that_is_down_or_tokenises_differently_is_refused_at_start(tmp_
 
 @pytest.mark.parametrize("settings, message", [
     ("objective: {name: forward_kl}", "teacher.server: a server teacher gives fidelity sampled or topk; full"),
+    ("teacher: {server: 'localhost:8000'}", "teacher.server: 'localhost:8000' is not a URL such as http://"),
     ("objective: {name: sft}\nrollout: {source: teacher}", "teacher.server: rollout.source 'teacher' samples from"),
     ("objective: {name: jsd, fidelity: topk}\nrollout: {source: speculative}", "teacher.server: rollout.source 'speculative'"),
 ])  # fmt: skip
 def test_what_a_server_teacher_cannot_do_is_refused_at_config_time(tmp_path, settings, message):
     """Each names the file, line and field: `c.yaml:1: teacher.server: ...`."""
     config = tmp_path / "c.yaml"
-    config.write_text(f"teacher: {{server: 'http://127.0.0.1:9'}}\n{settings}\n")
+    config.write_text(settings if settings.startswith("teacher") else f"teacher: {{server: 'http://127.0.0.1:9'}}\n{settings}\n")
     with pytest.raises(ConfigError, match=rf"c.yaml:1: {message}"):
         load_config(config)
+
+
+def test_serve_teacher_on_a_port_in_use_is_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve-teacher", "--model", "zoo:teacher", "--port", str(port), "--device", "cpu"])
+    assert result.exit_code == 2
+    assert f"distillrl: error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)" in result.output
 
 
 def test_a_vllm_answer_is_read_as_vllm_writes_it():

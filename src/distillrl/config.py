@@ -60,7 +60,7 @@ class TeacherConfig(Strict):
         "the teacher's pre-RL base gives reward correction"
     )
     server: str | None = Field(
-        None, pattern=r"^https?://[^\s/]+(/\S*)?$", description="score through this vLLM-compatible server (e.g. "
+        None, description="score through this vLLM-compatible server (e.g. "
         "http://127.0.0.1:8000; `vllm serve` or `distillrl serve-teacher`) instead of loading `path`; fidelity "
         "sampled or topk"
     )
@@ -78,6 +78,8 @@ class TeacherConfig(Strict):
     def _check(self) -> "TeacherConfig":
         if self.server and self.cache:
             raise ValueError("server: give either `server` or `cache`, not both")
+        if self.server is not None and not re.fullmatch(r"https?://[^\s/:]+(:\d+)?(/\S*)?", self.server):
+            raise ValueError(f"server: {self.server!r} is not a URL such as http://127.0.0.1:8000")
         return self
 
     @property
