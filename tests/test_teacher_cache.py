@@ -108,6 +108,8 @@ def test_a_cache_for_another_data_file_tokenizer_or_smaller_k_is_refused(cached,
                                      "fidelity: topk}\n")  # fmt: skip
     with pytest.raises(ConfigError, match="teacher.cache: a stored teacher holds the dataset's sequences only"):
         load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="teacher.cache: a stored teacher was written from a prompts file"):
+        load_config(tmp_path / "c.yaml", ["rollout.source=dataset"])
 
 
 def test_narrowing_a_stored_top_k_equals_the_top_k_of_the_logits():

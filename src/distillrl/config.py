@@ -300,6 +300,9 @@ class TrainConfig(Strict):
             if teacher.backend == "cache" and source != "dataset":
                 raise ValueError(f"{field}: a stored teacher holds the dataset's sequences only; it needs "
                                  f"rollout.source 'dataset' (got {source!r})")
+            if teacher.backend == "cache" and self.task.name != "prompts":
+                raise ValueError(f"{field}: a stored teacher was written from a prompts file; train on it with "
+                                 f"task: {{name: prompts, train_path: FILE}} (got task.name {self.task.name!r})")
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
         return self

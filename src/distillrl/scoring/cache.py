@@ -140,13 +140,13 @@ class StoredTeacher:
         if self.manifest["format"] != FORMAT:
             raise CacheError(f"{self.field}: {path} has format {self.manifest['format']}; this distillrl reads {FORMAT}")
 
-    def check(self, tokenizer, student: str, data_path: str | None, top_k: int | None) -> None:
+    def check(self, tokenizer, student: str, data_path: str, top_k: int | None) -> None:
         """The cache was written for this tokenizer (and chat template), this data file and at least this k."""
         m, where = self.manifest, f"{self.field} {self.directory}"
         if m["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
             raise CacheError(f"{where}: written with the tokenizer of {m.get('teacher')}, which differs from the "
                              f"student's ({student}: vocabulary, special tokens or chat template); rebuild the cache")
-        if data_path is None or not Path(data_path).is_file() or file_sha256(data_path) != m["data_sha256"]:
+        if not Path(data_path).is_file() or file_sha256(data_path) != m["data_sha256"]:
             raise CacheError(f"{where}: written from {m.get('data_file')}, and task.train_path {data_path} is another "
                              "file (sha256 differs); rebuild the cache from the training data")  # fmt: skip
         if top_k is not None and top_k > m["top_k"]:
