@@ -1,4 +1,4 @@
-"""The `distillrl` command line: demo, train, eval, inspect, zoo, control, bench.
+"""The `distillrl` command line: demo, train, eval, inspect, zoo, control, bench, serve-teacher, teacher.
 
 Heavy libraries (torch, transformers, datasets) are imported inside the commands that need them, so that
 `distillrl --help` answers at once (scripts/bench_cli_help.py measures it).
@@ -52,6 +52,8 @@ app.add_typer(control_app, name="control")
 bench_app = typer.Typer(help="Benchmarks: the papers' findings reproduced on the built-in zoo; speed against TRL.",
                         **CLI)
 app.add_typer(bench_app, name="bench")
+teacher_app = typer.Typer(help="A stored teacher: score a dataset once, train from the stored scores.", **CLI)
+app.add_typer(teacher_app, name="teacher")
 console = Console()
 RECIPES = Path(__file__).resolve().parent / "recipes"
 ZOO_BUILD_DIR = Path("runs/zoo")
@@ -323,6 +325,63 @@ def inspect_command(
         console.print(f"{marks[view.correct]} {escape(view.prompt + view.completion)}  [dim]{escape(where)}[/]",
                       highlight=False)  # fmt: skip
     console.print(f"wrote {out}")
+
+
+@app.command("serve-teacher")
+def serve_teacher(
+    model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (0.0.0.0 exposes the server to the network)"),
+    port: int = typer.Option(8000, min=0, max=65535, help="port (0: any free port, printed at start)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    max_logprobs: int = typer.Option(20, min=0, help="largest prompt_logprobs a request may ask (vLLM's default: 20)"),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 weights (log-probs are computed in float32)"),
+) -> None:
+    """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
+    from distillrl.models.loading import check_model_files
+    from distillrl.serve import TeacherModel, make_server
+
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    check_model_files(model)
+    teacher = TeacherModel(model, device, max_logprobs, precision)
+    try:
+        server = make_server(teacher, host, port)
+    except OSError as error:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({error.strerror})") from None
+    bound_host, bound_port = server.server_address[:2]
+    print(f"serving {model} at http://{bound_host}:{bound_port} (POST /v1/completions, /tokenize; GET /health, "
+          "/v1/models); Ctrl-C stops", flush=True)  # fmt: skip
+    if bound_host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"note: {bound_host} is reachable from other machines, and the server has no authentication", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@teacher_app.command("cache")
+def teacher_cache(
+    teacher: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
+    data: Path = typer.Option(..., help="a .jsonl/.parquet file with `prompt` and `completion` (the task.train_path "
+                              "of the runs that will read the cache)"),
+    top_k: int = typer.Option(20, "--top-k", min=1, help="teacher tokens kept per position (+ a tail bucket)"),
+    out: Path = typer.Option(..., help="the cache directory to write (new or empty)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+) -> None:
+    """Score a dataset's sequences with the teacher once; `teacher.cache: OUT` trains from them with no teacher."""
+    from distillrl.models.loading import check_model_files
+    from distillrl.scoring.cache import write_teacher_cache
+
+    check_model_files(teacher)
+    started = time.perf_counter()
+    with console.status(f"scoring {data} with {teacher}"):
+        manifest = write_teacher_cache(teacher, str(data), top_k, out, device=device)
+    console.print(f"wrote {out}: {manifest['tokens']:,} tokens of {manifest['rows']:,} sequences in "
+                  f"{len(manifest['shards'])} shard(s), {manifest['bytes']:,} bytes on disk = "
+                  f"{manifest['bytes_per_token']:.1f} bytes per token at k={top_k} "
+                  f"({time.perf_counter() - started:.0f} s)", highlight=False)  # fmt: skip
 
 
 @bench_app.command("repro")

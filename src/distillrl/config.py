@@ -40,9 +40,17 @@ class StudentConfig(Strict):
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
 
 
+BACKEND_FIDELITIES = {  # what each teacher backend can give (scoring/teachers.py)
+    "local": frozenset({"sampled", "topk", "full"}),
+    "server": frozenset({"sampled", "topk"}),  # a server's prompt_logprobs: its top-k and the realised token
+    "cache": frozenset({"sampled", "topk"}),  # stored top-k shards
+}
+
+
 class TeacherConfig(Strict):
     name: str = Field("teacher", description="multi-teacher: prompts whose `domain` equals this name use it")
-    path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id")
+    path: str = Field("zoo:teacher", description="zoo:NAME, a local checkpoint directory or a hub id (with `server`: "
+                      "the served model to ask for when the server serves several)")
     device: str | None = Field(
         None, pattern=DEVICE_SPEC, description="where this teacher (and its reference) runs: cpu, cuda or "
         "cuda:N (default: the run's `device`)"
@@ -51,6 +59,33 @@ class TeacherConfig(Strict):
         None, description="gopd reference pi_ref for this teacher (default: the student's initial weights); "
         "the teacher's pre-RL base gives reward correction"
     )
+    server: str | None = Field(
+        None, description="score through this vLLM-compatible server (e.g. "
+        "http://127.0.0.1:8000; `vllm serve` or `distillrl serve-teacher`) instead of loading `path`; fidelity "
+        "sampled or topk"
+    )
+    server_timeout: float = Field(120.0, gt=0, description="server only: seconds one request may take")
+    server_retries: int = Field(6, ge=0, description="server only: retries of a request after a connection "
+                                "error or a 5xx answer, with backoff 0.5, 1, 2, 4, 8, 8... s")
+    server_concurrency: int = Field(4, ge=1, description="server only: requests in flight at once")
+    server_rows_per_request: int = Field(8, ge=1, description="server only: sequences scored per request")
+    cache: str | None = Field(
+        None, description="a stored teacher: the directory `distillrl teacher cache` wrote (top-k log-probs of the "
+        "dataset's sequences); no teacher is loaded; rollout.source dataset, fidelity topk or sampled"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "TeacherConfig":
+        if self.server and self.cache:
+            raise ValueError("server: give either `server` or `cache`, not both")
+        if self.server is not None and not re.fullmatch(r"https?://[^\s/:]+(:\d+)?(/\S*)?", self.server):
+            raise ValueError(f"server: {self.server!r} is not a URL such as http://127.0.0.1:8000")
+        return self
+
+    @property
+    def backend(self) -> str:
+        """Where this teacher's signals come from: local (a loaded model), server or cache."""
+        return "server" if self.server else "cache" if self.cache else "local"
 
 
 class TaskConfig(Strict):
@@ -250,6 +285,24 @@ class TrainConfig(Strict):
             raise ValueError(f"teacher: rollout.source {source!r} needs a teacher")
         if source == "mixed" and self.rollout.seq_kd and not has_teacher:
             raise ValueError("teacher: rollout.seq_kd samples off-policy sequences from a teacher")
+        for index, teacher in enumerate(self.teacher_list):
+            if teacher.backend == "local":
+                continue
+            field = f"teachers.{index}.{teacher.backend}" if self.teachers else f"teacher.{teacher.backend}"
+            given = BACKEND_FIDELITIES[teacher.backend]
+            wanted = next((leaf.resolved_fidelity for leaf in leaves if leaf.resolved_fidelity not in (None, *given)), None)
+            if wanted is not None:
+                raise ValueError(f"{field}: a {teacher.backend} teacher gives fidelity {' or '.join(sorted(given))}; "
+                                 f"{wanted} (the whole vocabulary) needs a local teacher (set objective.fidelity: topk)")
+            if source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd):
+                raise ValueError(f"{field}: rollout.source {source!r} samples from the teacher, which needs a local "
+                                 "teacher (a server or cache teacher only scores)")
+            if teacher.backend == "cache" and source != "dataset":
+                raise ValueError(f"{field}: a stored teacher holds the dataset's sequences only; it needs "
+                                 f"rollout.source 'dataset' (got {source!r})")
+            if teacher.backend == "cache" and self.task.name != "prompts":
+                raise ValueError(f"{field}: a stored teacher was written from a prompts file; train on it with "
+                                 f"task: {{name: prompts, train_path: FILE}} (got task.name {self.task.name!r})")
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
         return self

@@ -30,7 +30,9 @@ LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"
 # what a resumed run may change: how long it runs, how it evaluates, saves and logs, and where the directory is
 RESUMABLE_FIELDS = ("optim.steps", "optim.skip_nonfinite_steps", "eval", "checkpoint", "tensorboard", "output_dir",
-                    "device", "teacher.device", "rollout.engine")  # where it runs, not what it computes
+                    "device", "teacher.device", "rollout.engine", "teacher.server", "teacher.server_timeout",
+                    "teacher.server_retries", "teacher.server_concurrency",
+                    "teacher.server_rows_per_request")  # where it runs, not what it computes
 
 
 @dataclass

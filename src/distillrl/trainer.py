@@ -34,7 +34,7 @@ from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
-from distillrl.models.roles import Models, check_same_vocabulary, load_models, teacher_devices
+from distillrl.models.roles import Models, check_same_vocabulary, load_models, teacher_backend, teacher_devices
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog
@@ -172,7 +172,10 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     check_model_files(student)
     for index, teacher in enumerate(config.teacher_list):
         field = f"teachers.{index}" if config.teachers else "teacher"
-        for role, path in ((f"{field}.path", teacher.path), (f"{field}.reference", teacher.reference)):
+        if teacher.backend != "local":  # a server that is down or tokenises otherwise, a cache of other data
+            teacher_backend(config, index)
+        local_path = teacher.path if teacher.backend == "local" else None
+        for role, path in ((f"{field}.path", local_path), (f"{field}.reference", teacher.reference)):
             if path is not None:
                 check_model_files(path)
                 check_same_vocabulary(student, path, role)
@@ -288,13 +291,13 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     if checkpoint is not None and teacher_file.exists():
         teacher_evals = json.loads(teacher_file.read_text())
     elif models.teachers:
-        teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers}
+        teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers if t.model is not None}
         write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
     teacher_eval = next(iter(teacher_evals.values()), None)
     console.print(
         f"student {config.student.path}: {count_parameters(student, trainable_only=True):,} trainable parameters"
         + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
-                  for t in models.teachers)  # fmt: skip
+                  for t in models.teachers if t.name in teacher_evals)  # fmt: skip
     )
     if start_step == 0:
         log.log(0, run_eval(student, single_teacher, unchanged_path=config.student.path))
@@ -319,7 +322,8 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             phases.mark("rollout")
             with autocast(models.precision, models.device):
                 signals = score_rollout(models, objective.needs, sequences, problems, task.reward,
-                                        top_k=max(leaf.top_k for leaf in config.objective.leaves()),
+                                        top_k=max((leaf.top_k for leaf in config.objective.leaves()
+                                                   if leaf.resolved_fidelity == "topk"), default=1),
                                         rows_per_pass=-(-len(sequences) // optim.grad_accum),
                                         chunk_size=chunk_size)  # fmt: skip
             phases.mark("score")

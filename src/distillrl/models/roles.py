@@ -20,6 +20,7 @@ from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import ChunkedLogits
+from distillrl.scoring.teachers import LocalTeacher, TeacherScorer
 
 
 @dataclass
@@ -46,8 +47,13 @@ class FrozenScorer:
 class Teacher:
     name: str
     path: str
-    model: PreTrainedModel
+    model: PreTrainedModel | None  # None for a server or cache teacher (nothing loaded here)
     reference: FrozenScorer | None  # its G-OPD reference, when the objective needs one
+    scorer: TeacherScorer | None = None  # where its signals come from (default: the model, scored here)
+
+    def __post_init__(self):
+        if self.scorer is None:
+            self.scorer = LocalTeacher(FrozenScorer(self.model))
 
 
 @dataclass
@@ -94,6 +100,27 @@ def teacher_devices(config, device: torch.device) -> list[torch.device]:
             if teacher.device else device for index, teacher in enumerate(config.teacher_list)]  # fmt: skip
 
 
+def teacher_backend(config, index: int) -> TeacherScorer:
+    """The server or cache backend of `config.teacher_list[index]`, checked against the run: a server must be up
+    and tokenise as the student does; a cache must be written for the student's tokenizer, the training file and
+    at least the objective's top-k. Each problem is a UserError naming the field."""
+    from distillrl.scoring.cache import StoredTeacher
+    from distillrl.scoring.remote import RemoteTeacher
+
+    teacher = config.teacher_list[index]
+    field = f"teachers.{index}" if config.teachers else "teacher"
+    tokenizer = load_tokenizer(config.student.path)
+    top_ks = [leaf.top_k for leaf in config.objective.leaves() if leaf.resolved_fidelity == "topk"]
+    if teacher.backend == "server":
+        backend = RemoteTeacher(teacher.server, teacher.server_timeout, teacher.server_retries,
+                                teacher.server_concurrency, teacher.server_rows_per_request, f"{field}.server")  # fmt: skip
+        backend.check(tokenizer, teacher.path)
+        return backend
+    backend = StoredTeacher(teacher.cache, f"{field}.cache")
+    backend.check(tokenizer, config.student.path, config.task.train_path, max(top_ks, default=None))
+    return backend
+
+
 def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
     """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer, each
     on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
@@ -116,9 +143,13 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
         initial = (FrozenScorer(student, adapter_disabled=True) if config.student.lora
                    else FrozenScorer(frozen(config.student.path, device)))  # fmt: skip
     teachers = []
-    for teacher, where in zip(config.teacher_list, teacher_devices(config, device)):
+    for index, (teacher, where) in enumerate(zip(config.teacher_list, teacher_devices(config, device))):
         reference = initial
         if needs_reference and teacher.reference is not None:
             reference = FrozenScorer(frozen(teacher.reference, where))
-        teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
+        if teacher.backend == "local":
+            teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
+        else:
+            backend = teacher_backend(config, index)
+            teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend))
     return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine)

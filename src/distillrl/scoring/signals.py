@@ -1,6 +1,7 @@
 """Scoring a rollout: every per-token and per-sequence signal the objective needs, in one frozen pass per model.
 
-Rows are routed to teachers by their prompt's `domain` (one teacher: every row). Each model scores its rows in
+Rows are routed to teachers by their prompt's `domain` (one teacher: every row); a teacher is scored by its
+backend (scoring/teachers.py: a local model, a server or a stored cache). Each local model scores its rows in
 micro-batches of at most `rows_per_pass` sequences; the results are scattered back into the rollout's flat
 token order, so the returned Batch covers the whole rollout (without `policy_logits`).
 """
@@ -14,7 +15,7 @@ from distillrl.batch import Batch
 from distillrl.models.roles import FrozenScorer, Models
 from distillrl.rollout.sequences import Sequences
 from distillrl.scoring.logits import ChunkedLogits
-from distillrl.scoring.topk import topk_with_tail
+from distillrl.scoring.teachers import LocalTeacher
 from distillrl.tasks import Problem
 
 
@@ -34,22 +35,6 @@ def route_to_teachers(problems: list[Problem], teacher_names: list[str]) -> Tens
             f"(teachers: {', '.join(teacher_names)})"
         )
     return torch.tensor([index[p.domain] for p in problems], dtype=torch.long)
-
-
-def _row_chunks(rows: Tensor, rows_per_pass: int) -> list[Tensor]:
-    return [chunk for chunk in rows.split(rows_per_pass) if len(chunk)]
-
-
-def score_rows(scorer: FrozenScorer, sequences: Sequences, rows: Tensor, rows_per_pass: int) -> list[tuple[Tensor, ChunkedLogits]]:
-    """(token mask, ChunkedLogits) for each micro-batch of `rows` scored by one frozen model; the logits are
-    brought to the sequences' device."""
-    out = []
-    token_rows = sequences.sequence_index
-    for chunk in _row_chunks(rows, rows_per_pass):
-        micro = sequences.select(chunk)
-        logits = scorer.logits(micro.input_ids, micro.attention_mask, micro.completion_mask)
-        out.append((torch.isin(token_rows, chunk), logits.to(sequences.input_ids.device)))
-    return out
 
 
 def score_rollout(
@@ -73,9 +58,8 @@ def score_rollout(
     all_rows = torch.arange(len(sequences), device=device)
 
     def token_logprobs(scorer: FrozenScorer, rows: Tensor, into: Tensor) -> None:
-        for mask, logits in score_rows(scorer, sequences, rows, rows_per_pass):
-            with torch.no_grad():
-                into[mask] = logits.token_logprobs(target_ids[mask], chunk_size)
+        for mask, scored in LocalTeacher(scorer).score(sequences, rows, None, False, rows_per_pass, chunk_size):
+            into[mask] = scored.token_logprobs
 
     if "old_logprobs" in needs:
         batch.old_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
@@ -87,15 +71,16 @@ def score_rollout(
             batch.teacher_topk_ids = target_ids.new_zeros(num_tokens, top_k)
             batch.teacher_topk_logprobs = target_ids.new_zeros(num_tokens, top_k + 1, dtype=torch.float32)
         hidden_parts = []
+        top_k_asked = top_k if "teacher_topk" in needs else None
         for index, teacher in enumerate(models.teachers):
             rows = all_rows[teacher_index == index]
-            for mask, logits in score_rows(FrozenScorer(teacher.model), sequences, rows, rows_per_pass):
-                with torch.no_grad():
-                    batch.teacher_logprobs[mask] = logits.token_logprobs(target_ids[mask], chunk_size)
-                if "teacher_topk" in needs:
-                    batch.teacher_topk_ids[mask], batch.teacher_topk_logprobs[mask] = topk_with_tail(logits, top_k, chunk_size)
-                if "teacher_logits" in needs:  # one teacher (checked in the config): rows in order
-                    hidden_parts.append(logits)
+            for mask, scored in teacher.scorer.score(sequences, rows, top_k_asked, "teacher_logits" in needs,
+                                                     rows_per_pass, chunk_size):  # fmt: skip
+                batch.teacher_logprobs[mask] = scored.token_logprobs
+                if top_k_asked is not None:
+                    batch.teacher_topk_ids[mask], batch.teacher_topk_logprobs[mask] = scored.topk_ids, scored.topk_logprobs
+                if scored.logits is not None:  # one teacher (checked in the config): rows in order
+                    hidden_parts.append(scored.logits)
         if hidden_parts:
             first = hidden_parts[0]
             hidden = torch.cat([part.hidden for part in hidden_parts])

@@ -40,3 +40,19 @@ def topk_with_tail(logits: ChunkedLogits, k: int, chunk_size: int = 1024) -> tup
     if not ids:
         return logits.hidden.new_zeros(0, k, dtype=torch.long), logits.hidden.new_zeros(0, k + 1, dtype=torch.float32)
     return torch.cat(ids), torch.cat(values)
+
+
+def tail_from_topk(topk_logprobs: Tensor) -> Tensor:
+    """[n, k] -> [n, 1]: the tail log(1 - sum_{v in K} p(v)) of log-probs known only at k tokens (a server's answer),
+    computed in float64; an empty (or rounded-negative) tail is EMPTY_TAIL."""
+    rest = 1.0 - topk_logprobs.double().exp().sum(-1, keepdim=True)
+    return torch.where(rest > 0, rest.clamp(min=1e-300).log(), torch.full_like(rest, EMPTY_TAIL)).float()
+
+
+def narrow_topk(ids: Tensor, logprobs: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The top-k of a top-K with tail (ids [n, K] sorted by falling log-prob, log-probs [n, K + 1]), k <= K: the first
+    k ids, their log-probs and the tail logsumexp(tokens k..K-1, old tail)."""
+    if k == ids.shape[1]:
+        return ids, logprobs
+    tail = torch.logsumexp(logprobs[:, k:], dim=-1, keepdim=True)
+    return ids[:, :k], torch.cat([logprobs[:, :k], tail], dim=-1)

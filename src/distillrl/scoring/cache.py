@@ -1,0 +1,204 @@
+"""A stored teacher (offline KD): a dataset's sequences scored once, read back with no teacher loaded.
+
+`write_teacher_cache` renders every (prompt, completion) row of a data file as the `dataset` source does, scores it
+with the teacher and writes, per completion token, the top-k ids (int32) and log-probs with the tail bucket
+(float32 [k + 1]) and the realised token's log-prob (float32): 8k + 8 bytes a token, in safetensors shards.
+`manifest.json` names the teacher, the tokenizer's fingerprint, the data file's sha256 and k.
+
+`StoredTeacher` answers the scorer interface (scoring/teachers.py) from those shards: each row is looked up by a
+64-bit hash of its real token ids, so a row the cache does not hold (another data file, tokenizer or chat
+template) is an error naming the cache, never a silent mismatch. Shards are read into memory when first needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from distillrl.errors import UserError
+from distillrl.files import write_text_atomic
+from distillrl.rollout.sequences import Sequences
+from distillrl.scoring.teachers import TeacherSignals, real_token_rows
+from distillrl.scoring.topk import narrow_topk
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+class CacheError(UserError):
+    """A stored teacher that does not fit the run (another tokenizer, data file or k) or cannot be read."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of what decides a token sequence: the vocabulary, the special tokens and the chat template."""
+    state = {"vocab": sorted(tokenizer.get_vocab().items()), "chat_template": tokenizer.chat_template,
+             "special": tokenizer.special_tokens_map}  # fmt: skip
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sequence_key(token_ids: list[int]) -> int:
+    """A row's key: the first 8 bytes of sha256 over its real token ids, as a signed int64."""
+    digest = hashlib.sha256(torch.tensor(token_ids, dtype=torch.int64).numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little", signed=True)
+
+
+def write_teacher_cache(teacher_path: str, data_path: str, top_k: int, out: str | Path, rows_per_pass: int = 32,
+                        rows_per_shard: int = 4096, device: str = "auto") -> dict:  # fmt: skip
+    """Score every row of `data_path` with the teacher and write the shards and the manifest into `out`; returns the
+    manifest (with `bytes` on disk and `bytes_per_token`)."""
+    from safetensors.torch import save_file
+
+    from distillrl.models.loading import load_causal_lm, load_tokenizer
+    from distillrl.models.roles import FrozenScorer
+    from distillrl.rollout.sequences import encode_pairs
+    from distillrl.runtime import resolve_device
+    from distillrl.scoring.logits import default_chunk_size
+    from distillrl.scoring.teachers import LocalTeacher
+    from distillrl.tasks.prompts import PromptsTask
+
+    task = PromptsTask(data_path)
+    task.check_complete("solution", "teacher cache scores the dataset's solutions")
+    tokenizer = load_tokenizer(teacher_path)
+    if top_k > len(tokenizer):
+        raise CacheError(f"--top-k: {top_k} is larger than the vocabulary ({len(tokenizer)} tokens of {teacher_path})")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CacheError(f"--out: {out} exists and is not an empty directory")
+    where = resolve_device(device)
+    teacher = LocalTeacher(FrozenScorer(load_causal_lm(teacher_path).to(where)))
+    chunk_size = default_chunk_size(teacher.scorer.model.get_output_embeddings().weight.shape[0])
+    pairs = list(dict.fromkeys((p.prompt, p.solution) for p in task.train))  # each distinct row once
+    out.mkdir(parents=True, exist_ok=True)
+    shards, total_tokens, total_bytes = [], 0, 0
+    for shard_start in range(0, len(pairs), rows_per_shard):
+        shard_pairs = pairs[shard_start : shard_start + rows_per_shard]
+        keys, lengths, ids, values, realised = [], [], [], [], []
+        for start in range(0, len(shard_pairs), rows_per_pass):
+            part = shard_pairs[start : start + rows_per_pass]
+            sequences = encode_pairs(tokenizer, [p for p, _ in part], [c for _, c in part]).to(where)
+            rows = torch.arange(len(part), device=where)
+            for token_ids, positions in real_token_rows(sequences, rows):
+                keys.append(sequence_key(token_ids))
+                lengths.append(len(positions))
+            for _, scored in teacher.score(sequences, rows, top_k, False, rows_per_pass, chunk_size):
+                ids.append(scored.topk_ids.int().cpu())
+                values.append(scored.topk_logprobs.cpu())
+                realised.append(scored.token_logprobs.cpu())
+        tensors = {"keys": torch.tensor(keys, dtype=torch.int64),
+                   "offsets": torch.tensor([0, *lengths], dtype=torch.int64).cumsum(0),
+                   "topk_ids": torch.cat(ids), "topk_logprobs": torch.cat(values), "token_logprobs": torch.cat(realised)}
+        name = f"shard-{len(shards):05d}.safetensors"
+        temporary = out / f".tmp-{name}-{os.getpid()}"
+        save_file(tensors, str(temporary))
+        os.replace(temporary, out / name)
+        shards.append(name)
+        total_tokens += len(tensors["token_logprobs"])
+        total_bytes += (out / name).stat().st_size
+    manifest = {"format": FORMAT, "teacher": teacher_path, "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+                "data_file": str(Path(data_path).resolve()), "data_sha256": file_sha256(data_path), "top_k": top_k,
+                "rows": len(pairs), "tokens": total_tokens, "shards": shards, "bytes": total_bytes,
+                "bytes_per_token": total_bytes / max(total_tokens, 1)}  # fmt: skip
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
+    return manifest
+
+
+@dataclass
+class StoredTeacher:
+    directory: str
+    field: str = "teacher.cache"
+    manifest: dict = dataclasses.field(init=False)
+    shards: dict[int, dict[str, Tensor]] = dataclasses.field(init=False, default_factory=dict)
+    index: dict[int, tuple[int, int]] = dataclasses.field(init=False, default_factory=dict)  # key -> (shard, row)
+
+    def __post_init__(self):
+        path = Path(self.directory) / MANIFEST
+        try:
+            self.manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CacheError(f"{self.field}: {path} not found; write one with `distillrl teacher cache`") from None
+        except (OSError, json.JSONDecodeError) as error:
+            raise CacheError(f"{self.field}: {path} cannot be read ({error})") from None
+        needed = ("format", "tokenizer_sha256", "data_sha256", "top_k", "shards")
+        if not isinstance(self.manifest, dict) or any(key not in self.manifest for key in needed):
+            raise CacheError(f"{self.field}: {path} is not a teacher-cache manifest (needs {', '.join(needed)})")
+        if self.manifest["format"] != FORMAT:
+            raise CacheError(f"{self.field}: {path} has format {self.manifest['format']}; this distillrl reads {FORMAT}")
+
+    def check(self, tokenizer, student: str, data_path: str, top_k: int | None) -> None:
+        """The cache was written for this tokenizer (and chat template), this data file and at least this k."""
+        m, where = self.manifest, f"{self.field} {self.directory}"
+        if m["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
+            raise CacheError(f"{where}: written with the tokenizer of {m.get('teacher')}, which differs from the "
+                             f"student's ({student}: vocabulary, special tokens or chat template); rebuild the cache")
+        if not Path(data_path).is_file() or file_sha256(data_path) != m["data_sha256"]:
+            raise CacheError(f"{where}: written from {m.get('data_file')}, and task.train_path {data_path} is another "
+                             "file (sha256 differs); rebuild the cache from the training data")  # fmt: skip
+        if top_k is not None and top_k > m["top_k"]:
+            raise CacheError(f"{where}: holds the top {m['top_k']} tokens per position, fewer than objective.top_k "
+                             f"({top_k})")  # fmt: skip
+        for name in m["shards"]:
+            if not (Path(self.directory) / name).is_file():
+                raise CacheError(f"{where}: shard {name} is missing")
+
+    def _shard(self, number: int) -> dict[str, Tensor]:
+        if number not in self.shards:
+            from safetensors.torch import load_file
+
+            self.shards[number] = load_file(str(Path(self.directory) / self.manifest["shards"][number]))
+            for row, key in enumerate(self.shards[number]["keys"].tolist()):
+                self.index.setdefault(key, (number, row))
+        return self.shards[number]
+
+    def lookup(self, key: int) -> tuple[dict[str, Tensor], int]:
+        """(shard tensors, row) of a row key; shards are loaded in order until the key is found."""
+        number = len(self.shards)
+        while key not in self.index and number < len(self.manifest["shards"]):
+            self._shard(number)
+            number += 1
+        if key not in self.index:
+            raise KeyError(key)
+        shard, row = self.index[key]
+        return self.shards[shard], row
+
+    def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
+              chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
+        if full:
+            raise CacheError(f"{self.field}: fidelity full needs a local teacher")
+        if len(rows) == 0:
+            return
+        realised, ids, values = [], [], []
+        for token_ids, positions in real_token_rows(sequences, rows.cpu()):
+            try:
+                shard, row = self.lookup(sequence_key(token_ids))
+            except KeyError:
+                raise CacheError(f"{self.field} {self.directory}: a training sequence is not in the cache (was it "
+                                 f"written from this data file and tokenizer?): {token_ids[:16]}...") from None
+            start, end = shard["offsets"][row].item(), shard["offsets"][row + 1].item()
+            if end - start != len(positions):
+                raise CacheError(f"{self.field} {self.directory}: a cached sequence has {end - start} scored tokens, "
+                                 f"the run's {len(positions)}")  # fmt: skip
+            realised.append(shard["token_logprobs"][start:end])
+            ids.append(shard["topk_ids"][start:end])
+            values.append(shard["topk_logprobs"][start:end])
+        device = sequences.input_ids.device
+        signals = TeacherSignals(torch.cat(realised).to(device))
+        if top_k is not None:
+            topk_ids, topk_logprobs = narrow_topk(torch.cat(ids).long(), torch.cat(values), top_k)
+            signals.topk_ids, signals.topk_logprobs = topk_ids.to(device), topk_logprobs.to(device)
+        yield torch.isin(sequences.sequence_index, rows), signals
