@@ -1,7 +1,8 @@
 """Atomic checkpoints: written to a temporary directory, then renamed into place; discarded the same way.
 
 A checkpoint directory `step_NNNNNN/` holds `model/` (HF layout or PEFT adapter, plus the tokenizer) and
-`trainer_state.pt` (optimizer, scheduler, RNG states, step). A run killed mid-write or mid-rotation leaves only a
+`trainer_state.pt` (optimizer, scheduler, step and the RNG states of every rank, a list in rank order: its length
+is the world size of the run that wrote it). A run killed mid-write or mid-rotation leaves only a
 `.tmp-*` directory, never an empty or half-deleted `step_*`; the next run of the directory removes it.
 
 A finished run also has `final/`: the trained model in HF layout (or the PEFT adapter) with its tokenizer,
@@ -49,6 +50,12 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def rng_state(prompt_rng: random.Random) -> dict:
     """Every RNG a run draws from: torch's (CPU and GPUs), Python's and the prompt stream."""
     return {**runtime.rng_state(), "python": random.getstate(), "prompts": prompt_rng.getstate()}
+
+
+def rng_states_by_rank(trainer_state: dict) -> list[dict]:
+    """The RNG states of a trainer state, one per rank (a checkpoint from before data parallel holds one dict)."""
+    rng = trainer_state["rng"]
+    return rng if isinstance(rng, list) else [rng]
 
 
 def restore_rng_state(state: dict, prompt_rng: random.Random) -> None:
