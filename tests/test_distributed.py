@@ -3,7 +3,8 @@ sockets with gloo. No mocks: the runs are the CLI's, the kill a real SIGKILL (te
 
 - With fixed sequences (`rollout.source: dataset`) two processes that each take half of a step's prompts end
   with the weights of one process that takes them all (the loss is normalised by the step's token count over
-  both ranks and the gradients are summed over ranks).
+  both ranks and the gradients are summed over ranks), whole copies (ddp) or a sharded student (FSDP2), killed
+  and resumed or not.
 - On-policy distillation on two processes lowers the reverse KL, and a run killed mid-way resumes with
   `--resume` (on the same number of processes; another number is refused with one line).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from distillrl.config import ConfigError, load_config
 from distillrl.errors import UserError
@@ -67,18 +69,45 @@ def write_config(root: Path, template: str, name: str) -> Path:
     return path
 
 
-def test_two_processes_take_the_step_of_one_process_with_the_whole_batch(tmp_path):
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    """The fixed-sequence run in this one process: the whole batch of every step."""
+    root = tmp_path_factory.mktemp("one")
+    train(load_config(write_config(root, FIXED_SEQUENCES, "one")), show_progress=False)
+    return root / "one"
+
+
+def assert_same_training(run: Path, reference: Path) -> None:
+    """Final weights equal to 1e-5 (and every key there), losses step by step to 1e-5, and the steps did something."""
+    weights, expected = (load_file(path / "final" / "model.safetensors") for path in (run, reference))
+    assert weights.keys() == expected.keys()
+    difference = max((weights[k] - expected[k]).abs().max().item() for k in expected)
+    assert difference < 1e-5, difference
+    losses, expected_losses = ([r["train/loss"] for r in read_metrics(path) if "train/loss" in r] for path in (run, reference))
+    assert len(losses) == 5 and losses == pytest.approx(expected_losses, rel=1e-5)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_two_processes_take_the_step_of_one_process_with_the_whole_batch(tmp_path, one_process):
     two = launch("torchrun", "-m", "distillrl", "train", str(write_config(tmp_path, FIXED_SEQUENCES, "two")))
     assert two.returncode == 0, two.stderr[-3000:]
-    one = train(load_config(write_config(tmp_path, FIXED_SEQUENCES, "one")), show_progress=False)
+    assert_same_training(tmp_path / "two", one_process)
 
-    weights = {name: load_file(tmp_path / name / "final" / "model.safetensors") for name in ("one", "two")}
-    difference = max((weights["one"][k] - weights["two"][k]).abs().max().item() for k in weights["one"])
-    assert difference < 1e-5, difference
-    losses = {name: [r["train/loss"] for r in read_metrics(tmp_path / name) if "train/loss" in r] for name in weights}
-    assert len(losses["two"]) == 5 and losses["two"] == pytest.approx(losses["one"], rel=1e-5)
-    assert losses["two"][-1] < 0.5 * losses["two"][0]  # the weights moved: the steps did something
-    assert one["after"] is not None
+
+def test_a_sharded_student_trains_as_one_process_and_resumes_from_its_gathered_checkpoints(tmp_path, one_process):
+    """FSDP2 over two gloo processes, killed after step 3 and resumed: the weights of the one-process run; the
+    checkpoints hold full states (the model loads with from_pretrained)."""
+    config = str(write_config(tmp_path, FIXED_SEQUENCES, "sharded"))
+    flags = ("--set", "distributed.strategy=fsdp", "--set", "checkpoint.every=1")
+    killed = launch("accelerate", str(KILL_AT), "update", "4", "train", config, *flags)
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    checkpoint = tmp_path / "sharded" / "checkpoints" / "step_000003"
+    model = AutoModelForCausalLM.from_pretrained(checkpoint / "model")
+    assert sum(p.numel() for p in model.parameters()) == 164_160  # the whole student, not a shard
+
+    resumed = launch("torchrun", "-m", "distillrl", "train", config, *flags, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_training(tmp_path / "sharded", one_process)
 
 
 def test_on_policy_distillation_on_two_processes_learns_and_resumes_after_a_kill(tmp_path):

@@ -64,11 +64,11 @@ def restore_rng_state(state: dict, prompt_rng: random.Random) -> None:
     prompt_rng.setstate(state["prompts"])
 
 
-def save_model(model, tokenizer, folder: Path) -> None:
+def save_model(model, tokenizer, folder: Path, weights: dict | None = None) -> None:
     """The model in HF layout, or a PEFT model's adapter alone (training never resizes the vocabulary, so no
-    embedding layers go with it), and the tokenizer."""
+    embedding layers go with it), and the tokenizer. `weights`: the full state dict of a sharded model."""
     extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
-    model.save_pretrained(folder, **extra)
+    model.save_pretrained(folder, state_dict=weights, **extra)
     tokenizer.save_pretrained(folder)
 
 
@@ -80,12 +80,14 @@ def discard(path: Path) -> None:
     shutil.rmtree(trash)
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
-    """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints."""
+def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
+                    weights: dict | None = None) -> Path:  # fmt: skip
+    """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints (`weights`:
+    the full state dict of a sharded model)."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=root))
-    save_model(model, tokenizer, temporary / "model")
+    save_model(model, tokenizer, temporary / "model", weights)
     torch.save({**trainer_state, "step": step}, temporary / "trainer_state.pt")
     final = root / f"step_{step:06d}"
     if final.exists():
@@ -96,13 +98,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_st
     return final
 
 
-def save_final_model(run_dir: str | Path, model, tokenizer) -> Path:
+def save_final_model(run_dir: str | Path, model, tokenizer, weights: dict | None = None) -> Path:
     """Write the trained model and its tokenizer to `run_dir/final` atomically: a complete new `final/`
     replaces the old one in one rename, so a reader never sees a half-written model."""
     run_dir = Path(run_dir)
     final = run_dir / FINAL_MODEL
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=run_dir))
-    save_model(model, tokenizer, temporary)
+    save_model(model, tokenizer, temporary, weights)
     if final.exists():
         retired = Path(tempfile.mkdtemp(prefix=".tmp-old-final-", dir=run_dir))
         os.replace(final, retired / FINAL_MODEL)

@@ -24,10 +24,11 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from distillrl.errors import UserError
 
-# a rank waits this long at a collective (rank 0 evaluates and saves alone while the others wait)
+# a rank waits this long at a collective (rank 0 evaluates the teachers and saves alone while the others wait)
 COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
@@ -76,8 +77,10 @@ class World:
 
     def sum_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
         """Replace each parameter's gradient by its sum over ranks, in one flat all-reduce (a parameter without a
-        gradient on some rank counts as zero there)."""
-        if self.size == 1:
+        gradient on some rank counts as zero there). Sharded (FSDP2) parameters are left alone: their gradients
+        were reduce-scattered as sums in the backward pass."""
+        parameters = [p for p in parameters if not isinstance(p, DTensor)]
+        if self.size == 1 or not parameters:
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
         flat = torch.cat([g.reshape(-1) for g in grads])

@@ -13,7 +13,8 @@
 
 Data parallel (torchrun / accelerate launch, see `distillrl.distributed`): each rank keeps its share of the step's
 prompts and does all of the above on it; token counts, gradients and metrics are summed over ranks, so a step is
-the one a single process would take on the whole batch; rank 0 evaluates and writes the run directory.
+the one a single process would take on the whole batch. Every rank evaluates (a sharded student needs them all);
+rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from distillrl.runtime import autocast, resolve_device, synchronize
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 from distillrl.scoring.signals import score_rollout
+from distillrl.sharding import clip_gradients, load_optimizer_state, model_state, optimizer_state, shard_student
 from distillrl.tasks import build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit
 
@@ -140,7 +142,7 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
                     totals[name] = totals.get(name, 0.0) + value * weight
             world.sum_gradients(parameters)
             finite = world.sum(int(not finite)) == 0  # every rank applies the step, or none
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf")).item()
+            grad_norm = clip_gradients(parameters, optim.max_grad_norm or float("inf"))
             if finite and math.isfinite(grad_norm):
                 grad_norms.append(grad_norm)
                 optimizer.step()
@@ -197,6 +199,9 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     if config.rollout.prompts_per_step % processes:
         raise ConfigError(f"rollout.prompts_per_step: {config.rollout.prompts_per_step} prompts do not split evenly "
                           f"over the {processes} processes of this run; give a multiple of {processes}")  # fmt: skip
+    if config.distributed.strategy == "fsdp" and processes == 1:
+        raise ConfigError("distributed.strategy: fsdp shards the student over the processes of a run started by "
+                          "torchrun or accelerate launch, and this run has one; use ddp (the default)")  # fmt: skip
     vocab_size = len(tokenizer)
     for leaf in config.objective.leaves():
         if leaf.resolved_fidelity == "topk" and leaf.top_k > vocab_size:
@@ -253,7 +258,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
              on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None,
              world: World) -> dict | None:  # fmt: skip
     """The run itself, in the claimed directory: load, evaluate, then the loop. Every rank runs it; rank 0
-    alone evaluates, logs and writes files."""
+    alone evaluates the teachers, logs and writes files."""
     run_dir = run.path
     checkpoint = run.resume_from.checkpoint if run.resume_from else None
     torch.manual_seed(rank_seed(config.seed, world.rank))  # each rank samples its own sequences
@@ -263,6 +268,9 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     models = load_models(config, "reference_logprobs" in objective.needs,
                          student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
     student = models.student
+    if config.distributed.strategy == "fsdp":
+        shard_student(student)  # every rank keeps 1/world of each parameter; the optimizer sees the shards
+        models.engine_name = "hf"  # generate keeps the ranks in step (synced_gpus) until every rank has finished
     chunk_size = config.objective.chunk_size or default_chunk_size(student.get_output_embeddings().weight.shape[0])
     single_teacher = models.teacher if len(models.teachers) == 1 else None
     single_teacher_path = models.teachers[0].path if single_teacher is not None else None
@@ -277,7 +285,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     nonfinite_skipped = 0
     if checkpoint is not None:
         state = run.resume_from.state
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(student, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(rng_states_by_rank(state)[world.rank], prompt_rng)
         start_step = state["step"]
@@ -317,17 +325,21 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
                       for t in models.teachers)  # fmt: skip
         )
-        if start_step == 0:
-            log.log(0, run_eval(student, single_teacher, unchanged_path=config.student.path))
     teacher_eval = next(iter(teacher_evals.values()), None)
+    if start_step == 0:  # every rank evaluates the student (a sharded one needs them all); rank 0 logs
+        before = run_eval(student, single_teacher, unchanged_path=config.student.path)
+        if log is not None:
+            log.log(0, before)
 
     def save(step: int) -> None:
-        """A checkpoint of the run (every rank's RNG states gathered; rank 0 writes it)."""
+        """A checkpoint of the run: every rank's RNG states (and a sharded student's full state) gathered; rank 0
+        writes it."""
+        weights, optimizer_saved = model_state(student), optimizer_state(student, optimizer)
         rng = world.gather(rng_state(prompt_rng))
         if world.is_main:
-            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng,
+            state = {"optimizer": optimizer_saved, "scheduler": scheduler.state_dict(), "rng": rng,
                      "nonfinite_skipped": nonfinite_skipped}  # fmt: skip
-            save_checkpoint(run_dir, step, student, models.tokenizer, state, config.checkpoint.keep)
+            save_checkpoint(run_dir, step, student, models.tokenizer, state, config.checkpoint.keep, weights)
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -367,7 +379,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                        "perf/step_seconds": seconds,
                        "perf/tokens_per_second": world.sum(sequences.completion_mask.sum().item()) / seconds,
                        **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
-            if world.is_main and (step == optim.steps or (config.eval.every and step % config.eval.every == 0)):
+            if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
                 last_eval = run_eval(student, single_teacher)
                 record |= last_eval
             if log is not None:
@@ -383,9 +395,10 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             progress.update(bar, advance=1, info=info)
             if on_step is not None:
                 on_step(step, record)
+    weights = model_state(student)
     if not world.is_main:
         return None
-    save_final_model(run_dir, student, models.tokenizer)
+    save_final_model(run_dir, student, models.tokenizer, weights)
     log.close()
     records = log.records()
     plot_training_curves(records, run_dir / "curves.png", teacher_evals)
