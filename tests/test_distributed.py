@@ -112,12 +112,12 @@ def test_a_sharded_student_trains_as_one_process_and_resumes_from_its_gathered_c
 
 def test_on_policy_distillation_on_two_processes_learns_and_resumes_after_a_kill(tmp_path):
     config = write_config(tmp_path, ON_POLICY, "opd")
-    killed = launch("accelerate", str(KILL_AT), "update", "4", "train", str(config))  # both ranks die at step 4
+    killed = launch("torchrun", str(KILL_AT), "update", "4", "train", str(config))  # both ranks die at step 4
     assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
     run = tmp_path / "opd"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000002", "step_000003"]
 
-    resumed = launch("torchrun", "-m", "distillrl", "train", str(config), "--resume")
+    resumed = launch("accelerate", "-m", "distillrl", "train", str(config), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "--resume:from" in "".join(resumed.stderr.split()) and "step_000003" in "".join(resumed.stderr.split())
     records = read_metrics(run)
@@ -138,3 +138,16 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_loadin
     with pytest.raises(ConfigError, match="rollout.prompts_per_step: 8 prompts do not split evenly over the 3"):
         train(load_config(write_config(tmp_path, ON_POLICY, "odd")), show_progress=False)
     assert not (tmp_path / "odd").exists()
+
+
+def test_what_a_sharded_student_cannot_do_is_refused_naming_the_field(tmp_path):
+    config = write_config(tmp_path, ON_POLICY, "refused")
+    for changes, message in [(["student.lora={r: 4}"], "with student.lora use ddp"),
+                             (["rollout.engine=static"], "rollout.engine: 'static' is not supported"),
+                             (["rollout.source=speculative", "objective.name=forward_kl"],
+                              "rollout.source: 'speculative' is not supported")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=f"distributed.strategy: .*{message}"):
+            load_config(config, ["distributed.strategy=fsdp", *changes])
+    with pytest.raises(ConfigError, match="distributed.strategy: fsdp shards the student over the processes"):
+        train(load_config(config, ["distributed.strategy=fsdp"]), show_progress=False)  # one process
+    assert not (tmp_path / "refused").exists()
