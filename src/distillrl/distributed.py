@@ -51,7 +51,7 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed + (rank << 32)
 
 
-@dataclass
+@dataclass(frozen=True)
 class World:
     rank: int = 0
     size: int = 1

@@ -102,7 +102,8 @@ def prompt_rows(sequences: Sequences, prompts: Tensor) -> Tensor:
 
 
 def update_policy(config: TrainConfig, models: Models, objective: Objective, sequences: Sequences, signals: Batch,
-                  optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter], world: World) -> dict:  # fmt: skip
+                  optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter],
+                  world: World = World()) -> dict:  # fmt: skip
     """`optim.epochs` passes over the rollout, each in `optim.minibatches` optimizer steps of whole prompts
     (shuffled when there are several), each accumulated over `optim.grad_accum` micro-batches.
 
