@@ -6,7 +6,8 @@ sockets with gloo. No mocks: the runs are the CLI's, the kill a real SIGKILL (te
   both ranks and the gradients are summed over ranks), whole copies (ddp) or a sharded student (FSDP2), killed
   and resumed or not.
 - On-policy distillation on two processes lowers the reverse KL, and a run killed mid-way resumes with
-  `--resume` (on the same number of processes; another number is refused with one line).
+  `--resume` (on the same number of processes; another number is refused with one line); a sharded student
+  samples and scores the first step as the whole copies do.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ def test_on_policy_distillation_on_two_processes_learns_and_resumes_after_a_kill
 
     with pytest.raises(UserError, match=r"written by a run of 2 process\(es\) and this run has 1"):
         train(load_config(config), resume=True, show_progress=False)
+
+    # a sharded student samples the same sequences (generate keeps the ranks in step) and scores them the same
+    sharded = launch("torchrun", "-m", "distillrl", "train", str(config), "--set", "distributed.strategy=fsdp",
+                     "--set", "optim.steps=1", "--set", f"output_dir={tmp_path / 'sharded'}")  # fmt: skip
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    first_step = read_metrics(tmp_path / "sharded")[1]
+    assert first_step["train/response_length"] == records[1]["train/response_length"]
+    assert first_step["train/reverse_kl"] == pytest.approx(records[1]["train/reverse_kl"], rel=1e-5)
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_loading(tmp_path, monkeypatch):
