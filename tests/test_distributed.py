@@ -84,7 +84,8 @@ def assert_same_training(run: Path, reference: Path) -> None:
     assert weights.keys() == expected.keys()
     difference = max((weights[k] - expected[k]).abs().max().item() for k in expected)
     assert difference < 1e-5, difference
-    losses, expected_losses = ([r["train/loss"] for r in read_metrics(path) if "train/loss" in r] for path in (run, reference))
+    losses, expected_losses = ([r["train/loss"] for r in read_metrics(path) if "train/loss" in r]
+                               for path in (run, reference))  # fmt: skip
     assert len(losses) == 5 and losses == pytest.approx(expected_losses, rel=1e-5)
     assert losses[-1] < 0.5 * losses[0]
 

@@ -164,7 +164,8 @@ def claim_run_directory(config: TrainConfig, resume: bool = False, overwrite: bo
 
 
 @contextmanager
-def claim_run_directory_of_world(config: TrainConfig, resume: bool, overwrite: bool, world: World) -> Iterator[ClaimedRun]:
+def claim_run_directory_of_world(config: TrainConfig, resume: bool, overwrite: bool,
+                                 world: World) -> Iterator[ClaimedRun]:  # fmt: skip
     """Rank 0 claims the directory for the run (`claim_run_directory`); every other rank gets rank 0's answer:
     the checkpoint to resume from (each rank loads it from the shared directory) or the error that stopped it.
     A checkpoint written by a run of another world size is refused (its ranks' sampling streams do not map)."""

@@ -362,7 +362,8 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                                         rows_per_pass=-(-len(sequences) // optim.grad_accum),
                                         chunk_size=chunk_size)  # fmt: skip
             phases.mark("score")
-            metrics = world.mean_metrics(metrics | rollout_metrics(sequences, signals, [t.name for t in models.teachers]))
+            metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
+            metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
             learning_rate = scheduler.get_last_lr()[0]
             metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters, world)
             nonfinite_skipped += metrics.pop("nonfinite_steps")

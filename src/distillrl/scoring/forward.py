@@ -44,7 +44,8 @@ def decoder_states_through_root(model: PreTrainedModel, input_ids: Tensor, atten
     student sharded with FSDP2 gathers its root unit (embeddings, output head) in the model's own forward hooks,
     and keeps it gathered through the backward pass, where the output head is applied chunk by chunk."""
     captured = []
-    hook = model.get_decoder().register_forward_hook(lambda module, args, output: captured.append(output.last_hidden_state))
+    keep = lambda module, args, output: captured.append(output.last_hidden_state)  # noqa: E731
+    hook = model.get_decoder().register_forward_hook(keep)
     try:
         model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
               use_cache=False, logits_to_keep=input_ids.new_zeros(0))  # fmt: skip
