@@ -147,6 +147,9 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused_before_loadin
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ConfigError, match="rollout.prompts_per_step: 8 prompts do not split evenly over the 3"):
         train(load_config(write_config(tmp_path, ON_POLICY, "odd")), show_progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="device: cuda:1 would put all 2 processes on one GPU"):
+        train(load_config(write_config(tmp_path, ON_POLICY, "odd"), ["device=cuda:1"]), show_progress=False)
     assert not (tmp_path / "odd").exists()
 
 

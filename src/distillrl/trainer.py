@@ -177,9 +177,24 @@ def rollout_metrics(sequences: Sequences, signals: Batch, teacher_names: list[st
     return metrics
 
 
+def check_world(config: TrainConfig) -> None:
+    """What the number of processes (torchrun / accelerate launch) asks of the config."""
+    processes = launched_world_size()
+    if config.rollout.prompts_per_step % processes:
+        raise ConfigError(f"rollout.prompts_per_step: {config.rollout.prompts_per_step} prompts do not split evenly "
+                          f"over the {processes} processes of this run; give a multiple of {processes}")  # fmt: skip
+    if processes > 1 and config.device.startswith("cuda:"):
+        raise ConfigError(f"device: {config.device} would put all {processes} processes on one GPU; use auto or cuda "
+                          "(each process takes the GPU numbered by its LOCAL_RANK)")  # fmt: skip
+    if config.distributed.strategy == "fsdp" and processes == 1:
+        raise ConfigError("distributed.strategy: fsdp shards the student over the processes of a run started by "
+                          "torchrun or accelerate launch, and this run has one; use ddp (the default)")  # fmt: skip
+
+
 def check_before_loading(config: TrainConfig, task, objective: Objective) -> None:
     """Problems that only show once data, tokenizer and model files are known, raised before any model loads (and
     before the run directory is touched)."""
+    check_world(config)
     teacher_devices(config, resolve_device(config.device))  # a GPU this machine lacks
     student = config.student.path
     check_model_files(student)
@@ -196,13 +211,6 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, f"student.path {student}", context,
                       max(config.rollout.max_new_tokens, config.eval.max_new_tokens))  # fmt: skip
     task.sample_train(random.Random(config.seed))  # a generator too small for any training problem fails here
-    processes = launched_world_size()
-    if config.rollout.prompts_per_step % processes:
-        raise ConfigError(f"rollout.prompts_per_step: {config.rollout.prompts_per_step} prompts do not split evenly "
-                          f"over the {processes} processes of this run; give a multiple of {processes}")  # fmt: skip
-    if config.distributed.strategy == "fsdp" and processes == 1:
-        raise ConfigError("distributed.strategy: fsdp shards the student over the processes of a run started by "
-                          "torchrun or accelerate launch, and this run has one; use ddp (the default)")  # fmt: skip
     vocab_size = len(tokenizer)
     for leaf in config.objective.leaves():
         if leaf.resolved_fidelity == "topk" and leaf.top_k > vocab_size:
