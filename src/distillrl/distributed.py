@@ -9,8 +9,8 @@ Data parallel, as the trainer does it:
 - every rank draws the whole step's prompts from one shared stream and keeps its contiguous share
   (`share_of`), samples and scores them with its own models;
 - a loss is sum over the rank's tokens / the step's token count over all ranks (`sum`), and the gradients
-  are summed over ranks once per optimizer step (`sum_gradients`): the same gradient as one process that
-  sees the whole step;
+  are summed over ranks once per optimizer step (`sum_gradients`; a sharded student's are reduce-scattered as
+  sums in its backward pass, see `distillrl.sharding`): the same gradient as one process that sees the whole step;
 - only rank 0 writes the run directory; the other ranks learn where the run resumes from it (`share`).
 """
 
@@ -134,11 +134,11 @@ def join_world(device: torch.device) -> Iterator[World]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if dist.is_initialized():  # joined by the caller (e.g. accelerate's state): use it, leave it to its owner
-        yield World(dist.get_rank(), dist.get_world_size(), device if backend == "nccl" else torch.device("cpu"))
-        return
-    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+    joined_here = not dist.is_initialized()  # a caller's group (e.g. accelerate's) is used and left to its owner
+    if joined_here:
+        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     try:
         yield World(dist.get_rank(), dist.get_world_size(), device if backend == "nccl" else torch.device("cpu"))
     finally:
-        dist.destroy_process_group()
+        if joined_here:
+            dist.destroy_process_group()
