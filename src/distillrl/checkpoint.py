@@ -1,7 +1,8 @@
 """Atomic checkpoints: written to a temporary directory, then renamed into place; discarded the same way.
 
 A checkpoint directory `step_NNNNNN/` holds `model/` (HF layout or PEFT adapter, plus the tokenizer) and
-`trainer_state.pt` (optimizer, scheduler, RNG states, step). A run killed mid-write or mid-rotation leaves only a
+`trainer_state.pt` (optimizer, scheduler, step and the RNG states of every rank, a list in rank order: its length
+is the world size of the run that wrote it). A run killed mid-write or mid-rotation leaves only a
 `.tmp-*` directory, never an empty or half-deleted `step_*`; the next run of the directory removes it.
 
 A finished run also has `final/`: the trained model in HF layout (or the PEFT adapter) with its tokenizer,
@@ -51,17 +52,23 @@ def rng_state(prompt_rng: random.Random) -> dict:
     return {**runtime.rng_state(), "python": random.getstate(), "prompts": prompt_rng.getstate()}
 
 
+def rng_states_by_rank(trainer_state: dict) -> list[dict]:
+    """The RNG states of a trainer state, one per rank (a checkpoint from before data parallel holds one dict)."""
+    rng = trainer_state["rng"]
+    return rng if isinstance(rng, list) else [rng]
+
+
 def restore_rng_state(state: dict, prompt_rng: random.Random) -> None:
     runtime.restore_rng(state)
     random.setstate(state["python"])
     prompt_rng.setstate(state["prompts"])
 
 
-def save_model(model, tokenizer, folder: Path) -> None:
+def save_model(model, tokenizer, folder: Path, weights: dict | None = None) -> None:
     """The model in HF layout, or a PEFT model's adapter alone (training never resizes the vocabulary, so no
-    embedding layers go with it), and the tokenizer."""
+    embedding layers go with it), and the tokenizer. `weights`: the full state dict of a sharded model."""
     extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
-    model.save_pretrained(folder, **extra)
+    model.save_pretrained(folder, state_dict=weights, **extra)
     tokenizer.save_pretrained(folder)
 
 
@@ -73,12 +80,14 @@ def discard(path: Path) -> None:
     shutil.rmtree(trash)
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int) -> Path:
-    """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints."""
+def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
+                    weights: dict | None = None) -> Path:  # fmt: skip
+    """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints (`weights`:
+    the full state dict of a sharded model)."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=root))
-    save_model(model, tokenizer, temporary / "model")
+    save_model(model, tokenizer, temporary / "model", weights)
     torch.save({**trainer_state, "step": step}, temporary / "trainer_state.pt")
     final = root / f"step_{step:06d}"
     if final.exists():
@@ -89,13 +98,13 @@ def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_st
     return final
 
 
-def save_final_model(run_dir: str | Path, model, tokenizer) -> Path:
+def save_final_model(run_dir: str | Path, model, tokenizer, weights: dict | None = None) -> Path:
     """Write the trained model and its tokenizer to `run_dir/final` atomically: a complete new `final/`
     replaces the old one in one rename, so a reader never sees a half-written model."""
     run_dir = Path(run_dir)
     final = run_dir / FINAL_MODEL
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=run_dir))
-    save_model(model, tokenizer, temporary)
+    save_model(model, tokenizer, temporary, weights)
     if final.exists():
         retired = Path(tempfile.mkdtemp(prefix=".tmp-old-final-", dir=run_dir))
         os.replace(final, retired / FINAL_MODEL)

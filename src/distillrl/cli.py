@@ -117,6 +117,8 @@ def demo(
     config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
     started = time.perf_counter()
     summary = train(config, resume=resume, overwrite=overwrite)
+    if summary is None:  # a rank other than 0 of a data-parallel run: rank 0 reports
+        return
     wall = time.perf_counter() - started
     console.print(before_after_table(summary))
     result = {
@@ -146,6 +148,8 @@ def train_command(
     from distillrl.trainer import train
 
     summary = train(load_config(config_path, set_), resume=resume, overwrite=overwrite)
+    if summary is None:  # a rank other than 0 of a data-parallel run: rank 0 reports
+        return
     if summary["before"] or summary["after"]:
         console.print(before_after_table(summary))
     console.print(f"trained model: {Path(summary['run_dir']) / 'final'} (--model {summary['run_dir']} loads it)")

@@ -224,6 +224,14 @@ class CheckpointConfig(Strict):
     keep: int = Field(2, ge=1, description="checkpoints kept on disk")
 
 
+class DistributedConfig(Strict):
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="how a run of several processes (torchrun, accelerate launch) holds the student: ddp, a "
+        "whole copy on every rank with gradients summed over ranks; fsdp, FSDP2: parameters, gradients and "
+        "optimizer states sharded over the ranks (a run of one process holds the whole student either way)"
+    )
+
+
 class TrainConfig(Strict):
     seed: int = 0
     output_dir: str = "runs/train"
@@ -243,6 +251,7 @@ class TrainConfig(Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tensorboard: bool = True
 
     @property
@@ -305,6 +314,13 @@ class TrainConfig(Strict):
                                  f"task: {{name: prompts, train_path: FILE}} (got task.name {self.task.name!r})")
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
+        if self.distributed.strategy == "fsdp":
+            if self.student.lora is not None:
+                raise ValueError("distributed.strategy: fsdp shards a fully trained student; with student.lora use ddp")
+            if source == "speculative" or self.rollout.engine == "static":
+                what = "rollout.source: 'speculative'" if source == "speculative" else "rollout.engine: 'static'"
+                raise ValueError(f"distributed.strategy: fsdp samples with transformers' generate (every rank steps "
+                                 f"until all have finished); {what} is not supported with it")
         return self
 
 

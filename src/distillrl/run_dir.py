@@ -8,20 +8,25 @@
 - `--resume` picks the newest checkpoint that loads (saying which newer ones it skipped and why) and refuses
   fewer `optim.steps` than that checkpoint has done;
 - a new run that fails before its first checkpoint leaves no half-made directory behind.
+
+Under data parallel only rank 0 claims the directory; `claim_run_directory_of_world` tells the other ranks where
+the run resumes, or the error that stopped it, and checks that a resumed run has the world size it was saved with.
 """
 
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from filelock import FileLock, Timeout
 
-from distillrl.checkpoint import ResumePoint, checkpoint_root, list_checkpoints, newest_loadable_checkpoint
+from distillrl.checkpoint import (ResumePoint, checkpoint_root, list_checkpoints, load_checked_trainer_state,
+                                  newest_loadable_checkpoint, rng_states_by_rank)  # fmt: skip
 from distillrl.config import TrainConfig, load_config
+from distillrl.distributed import World
 from distillrl.errors import UserError
 from distillrl.files import TEMPORARY_PREFIX
 from distillrl.report.metrics import read_metrics
@@ -158,3 +163,33 @@ def claim_run_directory(config: TrainConfig, resume: bool = False, overwrite: bo
         raise
     finally:
         lock.release()
+
+
+@contextmanager
+def claim_run_directory_of_world(config: TrainConfig, resume: bool, overwrite: bool,
+                                 world: World) -> Iterator[ClaimedRun]:  # fmt: skip
+    """Rank 0 claims the directory for the run (`claim_run_directory`); every other rank gets rank 0's answer:
+    the checkpoint to resume from (each rank loads it from the shared directory) or the error that stopped it.
+    A checkpoint written by a run of another world size is refused (its ranks' sampling streams do not map)."""
+    with ExitStack() as stack:
+        answer = None
+        if world.is_main:
+            try:
+                run = stack.enter_context(claim_run_directory(config, resume, overwrite))
+                answer = ("resume", str(run.resume_from.checkpoint) if run.resume_from else None)
+            except UserError as error:
+                world.share(("error", str(error)))
+                raise
+        kind, detail = world.share(answer)
+        if kind == "error":
+            raise UserError(detail)
+        if not world.is_main:
+            point = None if detail is None else ResumePoint(Path(detail), load_checked_trainer_state(Path(detail)), [])
+            run = ClaimedRun(Path(config.output_dir), point, [])
+        if run.resume_from is not None:
+            saved = len(rng_states_by_rank(run.resume_from.state))
+            if saved != world.size:
+                raise UserError(f"--resume: {run.resume_from.checkpoint} was written by a run of {saved} process(es) "
+                                f"and this run has {world.size}; resume it with {saved} (the ranks' sampling "
+                                "streams are saved per rank)")  # fmt: skip
+        yield run

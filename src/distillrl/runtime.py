@@ -1,6 +1,7 @@
 """Where models and tensors live and in what precision. Everything that asks "which device?" asks here.
 
-- `resolve_device("auto" | "cpu" | "cuda" | "cuda:N")`: auto is the first GPU when there is one, else the CPU.
+- `resolve_device("auto" | "cpu" | "cuda" | "cuda:N")`: auto is the process's GPU when there is one, else the CPU;
+  the process's GPU (for auto and cuda) is GPU LOCAL_RANK under data parallel, GPU 0 otherwise.
 - `resolve_precision("auto" | "fp32" | "bf16", device)`: auto is bf16 on a GPU that supports it, fp32 elsewhere.
   bf16 means bf16 compute (autocast) over fp32 master weights for the trained student, and bf16 weights for
   frozen models (teachers, references), which are never updated.
@@ -17,6 +18,7 @@ import re
 import torch
 
 from distillrl.config import DEVICE_SPEC
+from distillrl.distributed import local_rank
 from distillrl.errors import UserError
 
 DEVICE_PATTERN = re.compile(DEVICE_SPEC)
@@ -31,12 +33,12 @@ def resolve_device(spec: str, field: str = "device") -> torch.device:
     if not DEVICE_PATTERN.match(spec):
         raise DeviceError(f"{field}: {spec!r} is not a device (use auto, cpu, cuda or cuda:N)")
     if spec == "auto":
-        return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device("cuda", local_rank()) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(spec)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"{field}: {spec!r} but torch sees no CUDA GPU (torch {torch.__version__}); use cpu or auto")
-        index = device.index or 0
+        index = local_rank() if device.index is None else device.index
         if index >= torch.cuda.device_count():
             raise DeviceError(f"{field}: {spec!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
         device = torch.device("cuda", index)

@@ -7,9 +7,14 @@
                     references; verifier rewards                                  -> a Batch without pi_theta
         for epoch in 1..epochs, for each minibatch of whole prompts:
             for each micro-batch: loss = objective(Batch + student forward) ; loss.backward()
-            clip gradients, optimizer step
+            sum gradients over ranks, clip them, optimizer step
         scheduler step
         every N steps: evaluate on held-out prompts; save an atomic checkpoint
+
+Data parallel (torchrun / accelerate launch, see `distillrl.distributed`): each rank keeps its share of the step's
+prompts and does all of the above on it; token counts, gradients and metrics are summed over ranks, so a step is
+the one a single process would take on the whole batch. Every rank evaluates (a sharded student needs them all);
+rank 0 alone writes the run directory.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from distillrl.batch import Batch
-from distillrl.checkpoint import restore_rng_state, rng_state, save_checkpoint, save_final_model
+from distillrl.checkpoint import restore_rng_state, rng_state, rng_states_by_rank, save_checkpoint, save_final_model
 from distillrl.config import ConfigError, TrainConfig
+from distillrl.distributed import World, join_world, launched_world_size, rank_seed
 from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
@@ -41,11 +47,12 @@ from distillrl.report.metrics import MetricsLog
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
-from distillrl.run_dir import ClaimedRun, claim_run_directory
+from distillrl.run_dir import ClaimedRun, claim_run_directory_of_world
 from distillrl.runtime import autocast, resolve_device, synchronize
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 from distillrl.scoring.signals import score_rollout
+from distillrl.sharding import clip_gradients, load_optimizer_state, model_state, optimizer_state, shard_student
 from distillrl.tasks import build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit
 
@@ -95,24 +102,27 @@ def prompt_rows(sequences: Sequences, prompts: Tensor) -> Tensor:
 
 
 def update_policy(config: TrainConfig, models: Models, objective: Objective, sequences: Sequences, signals: Batch,
-                  optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter]) -> dict:  # fmt: skip
+                  optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter],
+                  world: World = World()) -> dict:  # fmt: skip
     """`optim.epochs` passes over the rollout, each in `optim.minibatches` optimizer steps of whole prompts
     (shuffled when there are several), each accumulated over `optim.grad_accum` micro-batches.
 
     A minibatch's loss is normalised by its own completion-token count, so every optimizer step takes the token
     mean of its minibatch; the importance ratios use pi_old recorded once before the first update.
-    Returns the step's metrics: token-weighted means over minibatches and epochs.
+    Under data parallel a minibatch is the union of every rank's: its token count is summed over ranks and so are
+    the gradients, so L = sum over all ranks' tokens / their count, as one process would compute it.
+    Returns the step's metrics: token-weighted means over minibatches and epochs (over all ranks).
     """
     optim = config.optim
     prompts = sequences.prompt_index.unique()
-    total_tokens = sequences.completion_mask.sum().item()
+    total_tokens = world.sum(sequences.completion_mask.sum().item())
     totals: dict[str, float] = {}
     grad_norms = []
     nonfinite = 0
     for _ in range(optim.epochs):
         order = prompts[torch.randperm(len(prompts), device=prompts.device)] if optim.epochs * optim.minibatches > 1 else prompts
         for minibatch in order.tensor_split(optim.minibatches):
-            minibatch_tokens = sequences.completion_mask[prompt_rows(sequences, minibatch)].sum().item()
+            minibatch_tokens = world.sum(sequences.completion_mask[prompt_rows(sequences, minibatch)].sum().item())
             if minibatch_tokens == 0:
                 continue
             finite = True
@@ -131,13 +141,16 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
                 weight = minibatch_tokens / total_tokens / optim.epochs
                 for name, value in metrics.items():
                     totals[name] = totals.get(name, 0.0) + value * weight
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, optim.max_grad_norm or float("inf")).item()
+            world.sum_gradients(parameters)
+            finite = world.sum(int(not finite)) == 0  # every rank applies the step, or none
+            grad_norm = clip_gradients(parameters, optim.max_grad_norm or float("inf"))
             if finite and math.isfinite(grad_norm):
                 grad_norms.append(grad_norm)
                 optimizer.step()
             else:  # a non-finite loss or gradient: this optimizer step is not applied
                 nonfinite += 1
             optimizer.zero_grad(set_to_none=True)
+    totals = world.sum_metrics(totals)  # each rank's totals are its share of the step's token means
     totals["grad_norm"] = sum(grad_norms) / max(len(grad_norms), 1)
     totals["nonfinite_steps"] = nonfinite
     return totals
@@ -164,9 +177,24 @@ def rollout_metrics(sequences: Sequences, signals: Batch, teacher_names: list[st
     return metrics
 
 
+def check_world(config: TrainConfig) -> None:
+    """What the number of processes (torchrun / accelerate launch) asks of the config."""
+    processes = launched_world_size()
+    if config.rollout.prompts_per_step % processes:
+        raise ConfigError(f"rollout.prompts_per_step: {config.rollout.prompts_per_step} prompts do not split evenly "
+                          f"over the {processes} processes of this run; give a multiple of {processes}")  # fmt: skip
+    if processes > 1 and config.device.startswith("cuda:"):
+        raise ConfigError(f"device: {config.device} would put all {processes} processes on one GPU; use auto or cuda "
+                          "(each process takes the GPU numbered by its LOCAL_RANK)")  # fmt: skip
+    if config.distributed.strategy == "fsdp" and processes == 1:
+        raise ConfigError("distributed.strategy: fsdp shards the student over the processes of a run started by "
+                          "torchrun or accelerate launch, and this run has one; use ddp (the default)")  # fmt: skip
+
+
 def check_before_loading(config: TrainConfig, task, objective: Objective) -> None:
     """Problems that only show once data, tokenizer and model files are known, raised before any model loads (and
     before the run directory is touched)."""
+    check_world(config)
     teacher_devices(config, resolve_device(config.device))  # a GPU this machine lacks
     student = config.student.path
     check_model_files(student)
@@ -217,9 +245,10 @@ def train(
     on_step: Callable[[int, dict], None] | None = None,
     show_progress: bool = True,
     eval_cache: dict | None = None,
-) -> dict:
-    """Run the configured method in `config.output_dir`; returns the final evaluation (and where the run's files are).
-    The trained model is saved to `output_dir/final` (HF layout, with the tokenizer).
+) -> dict | None:
+    """Run the configured method in `config.output_dir`; returns the final evaluation (and where the run's files are),
+    or None on a rank other than 0 of a data-parallel run. The trained model is saved to `output_dir/final` (HF
+    layout, with the tokenizer).
 
     A directory that holds a run is refused unless `resume` (continue it from its newest checkpoint that loads; the
     config may change only as `run_dir.RESUMABLE_FIELDS` allow) or `overwrite`; see `distillrl.run_dir`.
@@ -230,24 +259,30 @@ def train(
     eval_problems = task.test_problems(config.eval.num_prompts)
     objective = build_objective(config.objective)
     check_before_loading(config, task, objective)
-    with claim_run_directory(config, resume, overwrite) as run:
+    with join_world(resolve_device(config.device)) as world, \
+            claim_run_directory_of_world(config, resume, overwrite, world) as run:  # fmt: skip
         for note in run.notes:
             console.print(f"[yellow]{note}[/]", highlight=False)
-        return train_in(run, config, task, eval_problems, objective, on_step, show_progress, eval_cache)
+        return train_in(run, config, task, eval_problems, objective, on_step, show_progress, eval_cache, world)
 
 
 def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, objective: Objective,
-             on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None) -> dict:  # fmt: skip
-    """The run itself, in the claimed directory: load, evaluate, then the loop."""
+             on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None,
+             world: World) -> dict | None:  # fmt: skip
+    """The run itself, in the claimed directory: load, evaluate, then the loop. Every rank runs it; rank 0
+    alone evaluates the teachers, logs and writes files."""
     run_dir = run.path
     checkpoint = run.resume_from.checkpoint if run.resume_from else None
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    prompt_rng = random.Random(config.seed)
+    torch.manual_seed(rank_seed(config.seed, world.rank))  # each rank samples its own sequences
+    random.seed(rank_seed(config.seed, world.rank))
+    prompt_rng = random.Random(config.seed)  # one stream on every rank: the whole step's prompts, then each its share
 
     models = load_models(config, "reference_logprobs" in objective.needs,
                          student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
     student = models.student
+    if config.distributed.strategy == "fsdp":
+        shard_student(student)  # every rank keeps 1/world of each parameter; the optimizer sees the shards
+        models.engine_name = "hf"  # generate keeps the ranks in step (synced_gpus) until every rank has finished
     chunk_size = config.objective.chunk_size or default_chunk_size(student.get_output_embeddings().weight.shape[0])
     single_teacher = models.teacher if len(models.teachers) == 1 else None
     single_teacher_path = models.teachers[0].path if single_teacher is not None else None
@@ -262,13 +297,15 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     nonfinite_skipped = 0
     if checkpoint is not None:
         state = run.resume_from.state
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(student, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"], prompt_rng)
+        restore_rng_state(rng_states_by_rank(state)[world.rank], prompt_rng)
         start_step = state["step"]
         nonfinite_skipped = state.get("nonfinite_skipped", 0)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard)
+    log = None
+    if world.is_main:
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard)
 
     def run_eval(model, teacher=None, unchanged_path: str | None = None) -> dict:
         """Evaluate on the held-out prompts; a checkpoint loaded unchanged from `unchanged_path` is cached."""
@@ -288,36 +325,47 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
 
     teacher_file = run_dir / "teacher_eval.json"
     teacher_evals = {}
-    if checkpoint is not None and teacher_file.exists():
-        teacher_evals = json.loads(teacher_file.read_text())
-    elif models.teachers:
-        teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers if t.model is not None}
-        write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
+    if world.is_main:
+        if checkpoint is not None and teacher_file.exists():
+            teacher_evals = json.loads(teacher_file.read_text())
+        elif models.teachers:
+            teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers
+                             if t.model is not None}
+            write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
+        console.print(
+            f"student {config.student.path}: {count_parameters(student, trainable_only=True):,} trainable parameters"
+            + (f" | {world.size} processes" if world.size > 1 else "")
+            + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
+                      for t in models.teachers if t.name in teacher_evals)  # fmt: skip
+        )
     teacher_eval = next(iter(teacher_evals.values()), None)
-    console.print(
-        f"student {config.student.path}: {count_parameters(student, trainable_only=True):,} trainable parameters"
-        + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
-                  for t in models.teachers if t.name in teacher_evals)  # fmt: skip
-    )
-    if start_step == 0:
-        log.log(0, run_eval(student, single_teacher, unchanged_path=config.student.path))
+    if start_step == 0:  # every rank evaluates the student (a sharded one needs them all); rank 0 logs
+        before = run_eval(student, single_teacher, unchanged_path=config.student.path)
+        if log is not None:
+            log.log(0, before)
 
     def save(step: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(prompt_rng),
-                 "nonfinite_skipped": nonfinite_skipped}  # fmt: skip
-        save_checkpoint(run_dir, step, student, models.tokenizer, state, config.checkpoint.keep)
+        """A checkpoint of the run: every rank's RNG states (and a sharded student's full state) gathered; rank 0
+        writes it."""
+        weights, optimizer_saved = model_state(student), optimizer_state(student, optimizer)
+        rng = world.gather(rng_state(prompt_rng))
+        if world.is_main:
+            state = {"optimizer": optimizer_saved, "scheduler": scheduler.state_dict(), "rng": rng,
+                     "nonfinite_skipped": nonfinite_skipped}  # fmt: skip
+            save_checkpoint(run_dir, step, student, models.tokenizer, state, config.checkpoint.keep, weights)
 
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not show_progress, transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not (show_progress and world.is_main),
+        transient=False,
     )  # fmt: skip
-    last_eval = next((r for r in reversed(log.records()) if "eval/accuracy_greedy" in r), {})
+    last_eval = next((r for r in reversed(log.records()) if "eval/accuracy_greedy" in r), {}) if log else {}
     with progress:
         bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
         student.train()
         for step in range(start_step + 1, optim.steps + 1):
             phases = PhaseTimer(models.device)
-            problems = [task.sample_train(prompt_rng) for _ in range(config.rollout.prompts_per_step)]
+            problems = world.share_of([task.sample_train(prompt_rng) for _ in range(config.rollout.prompts_per_step)])
             sequences, metrics = sample_sequences(config, models, problems, prompt_rng)
             phases.mark("rollout")
             with autocast(models.precision, models.device):
@@ -328,8 +376,9 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                                         chunk_size=chunk_size)  # fmt: skip
             phases.mark("score")
             metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
+            metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
             learning_rate = scheduler.get_last_lr()[0]
-            metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters)
+            metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters, world)
             nonfinite_skipped += metrics.pop("nonfinite_steps")
             if nonfinite_skipped > optim.skip_nonfinite_steps:
                 raise NonFiniteStep(
@@ -343,12 +392,13 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             record = {f"train/{k}": v for k, v in metrics.items()}
             record |= {"train/lr": learning_rate,
                        "perf/step_seconds": seconds,
-                       "perf/tokens_per_second": sequences.completion_mask.sum().item() / seconds,
+                       "perf/tokens_per_second": world.sum(sequences.completion_mask.sum().item()) / seconds,
                        **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
             if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
                 last_eval = run_eval(student, single_teacher)
                 record |= last_eval
-            log.log(step, record)
+            if log is not None:
+                log.log(step, record)
             if step == optim.steps or (config.checkpoint.every and step % config.checkpoint.every == 0):
                 save(step)
             info = f"loss {metrics['loss']:.4f}"
@@ -360,7 +410,10 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             progress.update(bar, advance=1, info=info)
             if on_step is not None:
                 on_step(step, record)
-    save_final_model(run_dir, student, models.tokenizer)
+    weights = model_state(student)
+    if not world.is_main:
+        return None
+    save_final_model(run_dir, student, models.tokenizer, weights)
     log.close()
     records = log.records()
     plot_training_curves(records, run_dir / "curves.png", teacher_evals)

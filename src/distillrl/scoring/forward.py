@@ -7,6 +7,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from distillrl.scoring.logits import ChunkedLogits
+from distillrl.sharding import is_sharded
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -38,6 +39,21 @@ def packed_hidden_states(decoder, input_ids: Tensor, attention_mask: Tensor, pre
     return hidden[predicts[real]]
 
 
+def decoder_states_through_root(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """The decoder's last hidden states [B, T, H], taken from a call of the whole model that keeps no logits: a
+    student sharded with FSDP2 gathers its root unit (embeddings, output head) in the model's own forward hooks,
+    and keeps it gathered through the backward pass, where the output head is applied chunk by chunk."""
+    captured = []
+    keep = lambda module, args, output: captured.append(output.last_hidden_state)  # noqa: E731
+    hook = model.get_decoder().register_forward_hook(keep)
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
+              use_cache=False, logits_to_keep=input_ids.new_zeros(0))  # fmt: skip
+    finally:
+        hook.remove()
+    return captured[0]
+
+
 def completion_logits(
     model: PreTrainedModel,
     input_ids: Tensor,
@@ -59,7 +75,9 @@ def completion_logits(
     decoder = model.get_decoder()
     predicts = torch.zeros_like(completion_mask, dtype=torch.bool)
     predicts[:, :-1] = target_positions(completion_mask)  # position t predicts completion token t + 1
-    if packs_by_default(model) if packed is None else packed:
+    if is_sharded(model):
+        hidden = decoder_states_through_root(model, input_ids, attention_mask)[predicts]  # [N, H]
+    elif packs_by_default(model) if packed is None else packed:
         hidden = packed_hidden_states(decoder, input_ids, attention_mask, predicts)  # [N, H]
     else:
         outputs = decoder(input_ids=input_ids, attention_mask=attention_mask,
