@@ -162,7 +162,7 @@ def eval_command(
     from distillrl.config import TaskConfig
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
-    from distillrl.models.roles import check_same_vocabulary
+    from distillrl.models.vocabulary import check_same_vocabulary
     from distillrl.tasks import PromptsTask, build_task
     from distillrl.tasks.prompt_limits import check_prompts_fit
 
@@ -289,7 +289,7 @@ def inspect_command(
     from distillrl.files import write_text_atomic
     from distillrl.forking import inspect_samples, render_html
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
-    from distillrl.models.roles import check_same_vocabulary
+    from distillrl.models.vocabulary import check_same_vocabulary
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
     from distillrl.tasks.prompt_limits import check_prompts_fit

@@ -84,6 +84,11 @@ class RolloutConfig(Strict):
     prompts_per_step: int = Field(32, ge=1)
     group_size: int = Field(4, ge=1, description="completions sampled per prompt (G)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts")
+    top_k: int = Field(0, ge=0, description="rollouts sample among the k most probable tokens only (0: off)")
+    top_p: float = Field(1.0, gt=0, le=1, description="rollouts sample among the most probable tokens whose mass "
+                         "reaches top_p (1: off)")
+    min_p: float = Field(0.0, ge=0, lt=1, description="rollouts drop tokens below min_p times the most probable "
+                         "one's probability (0: off)")
     max_new_tokens: int = Field(48, ge=1)
     lmbda: float = Field(0.5, ge=0, le=1, description="mixed only: probability that a step is on-policy")
     seq_kd: bool = Field(False, description="mixed only: the off-policy steps use teacher samples, not the dataset")

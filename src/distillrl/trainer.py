@@ -34,7 +34,8 @@ from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
-from distillrl.models.roles import Models, check_same_vocabulary, load_models, teacher_devices
+from distillrl.models.roles import Models, load_models, teacher_devices
+from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog
@@ -123,7 +124,7 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
                     continue
                 with autocast(models.precision, models.device):
                     policy_logits = completion_logits(models.student, micro.input_ids, micro.attention_mask,
-                                                      micro.completion_mask)  # fmt: skip
+                                                      micro.completion_mask, vocab_size=models.vocab_size)  # fmt: skip
                     batch = replace(signals.select(rows), num_tokens=minibatch_tokens, policy_logits=policy_logits)
                     loss, metrics = objective(batch)
                 finite = finite and math.isfinite(loss.item())

@@ -79,7 +79,7 @@ def score_rollout(
 
     if "old_logprobs" in needs:
         batch.old_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
-        token_logprobs(FrozenScorer(models.student), all_rows, batch.old_logprobs)
+        token_logprobs(models.scorer(models.student), all_rows, batch.old_logprobs)
     teacher_signals = needs & {"teacher_logprobs", "teacher_topk", "teacher_logits"}
     if teacher_signals:
         batch.teacher_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
@@ -89,7 +89,7 @@ def score_rollout(
         hidden_parts = []
         for index, teacher in enumerate(models.teachers):
             rows = all_rows[teacher_index == index]
-            for mask, logits in score_rows(FrozenScorer(teacher.model), sequences, rows, rows_per_pass):
+            for mask, logits in score_rows(models.scorer(teacher.model), sequences, rows, rows_per_pass):
                 with torch.no_grad():
                     batch.teacher_logprobs[mask] = logits.token_logprobs(target_ids[mask], chunk_size)
                 if "teacher_topk" in needs:

@@ -1,0 +1,77 @@
+"""One vocabulary shared by the models of a run: tokenizers compared by content, padded output heads.
+
+Token-level distillation compares distributions over one vocabulary, so a teacher (or reference) must tokenize
+exactly as the student does: the same tokens with the same ids, the same merges and the same special tokens. Two
+tokenizers of the same size with other merges are different vocabularies. The number of output rows may differ:
+models are often padded beyond their tokenizer (Qwen2.5-7B has 152,064 rows, Qwen2.5-0.5B 151,936, for one
+tokenizer of 151,665 tokens). Rows past the tokenizer's length belong to no token: distillrl never samples them
+and scores every model over the tokenizer's range only (`vocab_size`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from transformers import PreTrainedTokenizerBase
+
+from distillrl.models.loading import ModelLoadError, load_tokenizer, model_config
+
+
+def tokenizer_content(tokenizer: PreTrainedTokenizerBase) -> dict[str, object]:
+    """What decides a tokenizer's ids: its vocabulary, its merges (BPE) and its added and special tokens."""
+    content: dict[str, object] = {"special": sorted(str(t) for t in tokenizer.all_special_tokens)}
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow tokenizer: its vocabulary (added tokens included)
+        return content | {"vocab": sorted(tokenizer.get_vocab().items())}
+    state = json.loads(backend.to_str())
+    model = state.get("model") or {}
+    vocab = model.get("vocab")
+    content["vocab"] = sorted(vocab.items()) if isinstance(vocab, dict) else vocab  # WordPiece/BPE dict, Unigram list
+    content["merges"] = [" ".join(m) if isinstance(m, list) else m for m in model.get("merges") or []]
+    content["added"] = sorted((t["id"], t["content"], bool(t.get("special"))) for t in state.get("added_tokens") or [])
+    return content
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """sha256 of `tokenizer_content`: equal fingerprints mean the same ids for the same text."""
+    return hashlib.sha256(json.dumps(tokenizer_content(tokenizer), sort_keys=True).encode()).hexdigest()
+
+
+def vocabulary_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:
+    """None when the tokenizers have the same content, else what differs first, in words."""
+    first, second = tokenizer_content(a), tokenizer_content(b)
+    if first == second:
+        return None
+    if first.get("vocab") != second.get("vocab"):
+        return f"other tokens ({len(a)} vs {len(b)} tokens)"
+    if first.get("merges") != second.get("merges"):
+        return f"the same {len(a)} tokens but other merges (text splits into other tokens)"
+    return "other added or special tokens"
+
+
+def check_same_vocabulary(student: str, other: str, role: str) -> None:
+    """`other` (named by `role`, e.g. `teacher.path`) must have the student's tokenizer, by content; each model's
+    output head must cover the tokenizer (padding rows beyond it are allowed and never used)."""
+    student_tokenizer = load_tokenizer(student)
+    difference = vocabulary_difference(load_tokenizer(other), student_tokenizer)
+    if difference:
+        raise ModelLoadError(f"{role} {other} uses a different tokenizer from the student {student}: {difference}; "
+                             "token-level distillation needs one shared vocabulary")  # fmt: skip
+    for name, path in ((role, other), ("student", student)):
+        rows = model_config(path).vocab_size
+        if rows < len(student_tokenizer):
+            raise ModelLoadError(f"{name} {path} has {rows} output rows for a tokenizer of {len(student_tokenizer)} "
+                                 "tokens: the ids past its rows cannot be scored")  # fmt: skip
+
+
+def shared_vocab_size(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The ids every model of a run samples and scores: the tokenizer's, [0, len(tokenizer)); padding rows of
+    an output head lie past it."""
+    return len(tokenizer)
+
+
+def padding_ids(tokenizer: PreTrainedTokenizerBase, model) -> list[int]:
+    """The output rows of `model` that no token of `tokenizer` uses (empty for an unpadded head)."""
+    rows = model.get_output_embeddings().weight.shape[0]
+    return list(range(shared_vocab_size(tokenizer), rows))
