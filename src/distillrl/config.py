@@ -64,6 +64,19 @@ class TaskConfig(Strict):
     )
     train_path: str | None = Field(None, description="prompts only: jsonl or parquet with `prompt`, `answer`")
     test_path: str | None = Field(None, description="prompts only: held-out prompts for evaluation")
+    answer_format: Literal["auto", "hash", "boxed", "last_line"] | None = Field(
+        None, description="where a completion states its answer: hash (after the last `#`), boxed (the last "
+        "\\boxed{}), last_line, or auto (boxed, else hash, else last line); default: auto for prompt files, the "
+        "built-in tasks' own `#` verifier for arith/lists/mix"
+    )
+    answer_match: Literal["normalized", "math"] = Field(
+        "normalized", description="normalized (text without spaces, case-folded; numbers by value: 2 = 2.0) or "
+        "math (symbolic equivalence through the math-verify library: the `math` extra)"
+    )
+    reward: str | None = Field(
+        None, description="a custom reward `module:function` or `path/file.py:function`, called as "
+        "function(prompt, completion, row) -> float (replaces the answer verifier)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "TaskConfig":
@@ -194,6 +207,15 @@ class CheckpointConfig(Strict):
     keep: int = Field(2, ge=1, description="checkpoints kept on disk")
 
 
+class WandbConfig(Strict):
+    project: str = Field("distillrl", description="the W&B project")
+    name: str | None = Field(None, description="the W&B run name (default: the output directory's name)")
+    mode: Literal["online", "offline"] | None = Field(
+        None, description="offline writes the run under OUTPUT_DIR/wandb for `wandb sync` (default: WANDB_MODE, "
+        "else online)"
+    )
+
+
 class TrainConfig(Strict):
     seed: int = 0
     output_dir: str = "runs/train"
@@ -214,6 +236,7 @@ class TrainConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     tensorboard: bool = True
+    wandb: WandbConfig | None = Field(None, description="also log metrics to Weights & Biases (the `wandb` extra)")
 
     @property
     def teacher_list(self) -> list[TeacherConfig]:
