@@ -4,6 +4,7 @@ Biases (the `wandb` extra, imported only when configured)."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from distillrl.errors import UserError
@@ -74,7 +75,7 @@ def start_wandb(run_dir: Path, settings, config: dict | None):
     if id_file.exists():
         run_id = id_file.read_text().strip()
     else:
-        run_id = wandb.util.generate_id()
+        run_id = uuid.uuid4().hex[:8]
         write_text_atomic(id_file, run_id)
     return wandb.init(project=settings.project, name=settings.name or run_dir.resolve().name, id=run_id,
                       resume="allow", dir=str(run_dir), config=config, mode=settings.mode)  # fmt: skip

@@ -120,7 +120,8 @@ def check_answers_reachable(problems: list[Problem], where: list[str], verifier:
     UserError naming it; some such rows are a DataWarning naming the first. Numbers read as floats (a parquet or
     `datasets` numeric column: "2" became 2.0) are a DataWarning: they are compared by value."""
     unreachable, floats = [], []
-    for problem, location in zip(problems, where):
+    rows = dict(zip(where, problems))  # a file that is both the training and the held-out set counts once
+    for location, problem in rows.items():
         if problem.answer is None:
             continue
         if problem.row is not None and isinstance(problem.row.get("answer"), float):
@@ -132,7 +133,7 @@ def check_answers_reachable(problems: list[Problem], where: list[str], verifier:
         warnings.warn(f"{floats[0]}: field `answer` is a number ({len(floats)} rows), not a string; answers are "
                       "compared by value (2 = 2.0), so write them as strings to compare text", DataWarning,
                       stacklevel=2)  # fmt: skip
-    answered = sum(p.answer is not None for p in problems)
+    answered = sum(p.answer is not None for p in rows.values())
     if not unreachable:
         return
     first, answer = unreachable[0]
