@@ -193,6 +193,15 @@ CASES = {
         "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', "objective.name=sft", "rollout.source=dataset", "teacher=null"),
     "prompt domain without a teacher": lambda ws: ws.prompts(
         "p.jsonl", DOMAIN_FILE, "teacher=null", "teachers=[{name: arith, path: 'zoo:teacher'}]"),
+    "custom reward module missing": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', "task.reward=no_such_module:score"),
+    "custom reward file missing": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', f"task.reward={ws.root}/none.py:score"),
+    "answers no completion can state": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": "Two"}\n'),
+    "answer_format unknown": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n',
+                                                   "task.answer_format=xml"),
+    "rollout.top_p 0": lambda ws: ws.train("rollout.top_p=0"),
+    "rollout.min_p 1": lambda ws: ws.train("rollout.min_p=1"),
     # training that diverges
     "diverging run (lr 1e9)": lambda ws: ws.train("optim.lr=1e9", "checkpoint.every=0"),
     # eval
@@ -206,6 +215,13 @@ CASES = {
     "eval prompt outside the vocabulary": lambda ws: [
         "eval", "--model", "zoo:student-base", "--task", ws.file("t.jsonl", '{"prompt": "1+1=\\u00e9", "answer": "2"}\n')],
     "eval --temperature -1": lambda ws: ["eval", "--model", "zoo:student-base", "--temperature", "-1"],
+    "eval --precision fp16": lambda ws: ["eval", "--model", "zoo:student-base", "--precision", "fp16"],
+    "eval --answer-format unknown": lambda ws: ["eval", "--model", "zoo:student-base", "--answer-format", "xml"],
+    "eval --batch-size 0": lambda ws: ["eval", "--model", "zoo:student-base", "--batch-size", "0"],
+    # export
+    "export into a non-empty directory": lambda ws: ["export", str(ws.run), "--out", str(ws.run)],
+    "export a missing model": lambda ws: ["export", "/nonexistent/run", "--out", f"{ws.root}/out"],
+    "export under a file": lambda ws: ["export", str(ws.run), "--out", f"{ws.file('plain.txt', 'x')}/out"],
     # inspect
     "inspect --prompt empty": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher",
                                           "--prompt", ""],

@@ -213,7 +213,7 @@ def test_a_file_of_answers_no_extractor_can_match_is_refused_at_load(models_dir,
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "a", "answer": "two\\nlines"}\n{"prompt": "b", "answer": "x\\ny"}\n')
     task = build_task(TaskConfig(name="prompts", train_path=str(path), answer_format="hash"))
-    with pytest.raises(UserError, match=r"p.jsonl:1: no completion can state answer 'two\\nlines'"):
+    with pytest.raises(UserError, match=r"p.jsonl:1: task.answer_format 'hash' does not read answer 'two\\nlines'"):
         check_task_answers(task, load_tokenizer(models_dir["student"]))
     path.write_text('{"prompt": "a", "answer": "7"}\n{"prompt": "b", "answer": "Ünïcode"}\n')  # zoo: no upper case
     task = build_task(TaskConfig(name="prompts", train_path=str(path)))

@@ -127,8 +127,11 @@ def check_answers_reachable(problems: list[Problem], where: list[str], verifier:
         if problem.row is not None and isinstance(problem.row.get("answer"), float):
             floats.append(location)
         completion = stated(problem.answer, verifier.answer_format)
-        if not writable(completion) or verifier(problem, completion) != 1.0:
-            unreachable.append((location, problem.answer))
+        if not writable(completion):
+            unreachable.append((location, f"the student's tokenizer cannot write {completion!r}"))
+        elif verifier(problem, completion) != 1.0:
+            unreachable.append((location, f"task.answer_format {verifier.answer_format!r} does not read answer "
+                                          f"{problem.answer!r} back from {completion!r}"))  # fmt: skip
     if floats:
         warnings.warn(f"{floats[0]}: field `answer` is a number ({len(floats)} rows), not a string; answers are "
                       "compared by value (2 = 2.0), so write them as strings to compare text", DataWarning,
@@ -136,9 +139,7 @@ def check_answers_reachable(problems: list[Problem], where: list[str], verifier:
     answered = sum(p.answer is not None for p in rows.values())
     if not unreachable:
         return
-    first, answer = unreachable[0]
-    why = (f"no completion can state answer {answer!r} so that task.answer_format {verifier.answer_format!r} reads it "
-           "back (or the student's tokenizer cannot write it)")  # fmt: skip
+    first, why = unreachable[0]
     if len(unreachable) == answered:
         raise UserError(f"{first}: {why}; none of the {answered} answers can ever score 1 (set task.answer_format, "
                         "or task.reward)")  # fmt: skip
