@@ -197,7 +197,8 @@ CASES = {
         "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', "task.reward=no_such_module:score"),
     "custom reward file missing": lambda ws: ws.prompts(
         "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', f"task.reward={ws.root}/none.py:score"),
-    "answers no completion can state": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": "Two"}\n'),
+    "answers no completion can state, for grpo": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "Two"}\n', "objective.name=grpo", "teacher=null"),
     "answer_format unknown": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n',
                                                    "task.answer_format=xml"),
     "rollout.top_p 0": lambda ws: ws.train("rollout.top_p=0"),

@@ -215,6 +215,8 @@ def test_a_file_of_answers_no_extractor_can_match_is_refused_at_load(models_dir,
     task = build_task(TaskConfig(name="prompts", train_path=str(path), answer_format="hash"))
     with pytest.raises(UserError, match=r"p.jsonl:1: task.answer_format 'hash' does not read answer 'two\\nlines'"):
         check_task_answers(task, load_tokenizer(models_dir["student"]))
+    with pytest.warns(DataWarning, match="p.jsonl:1: .*none of the 2|2 of 2 answers can never score 1"):
+        check_task_answers(task, load_tokenizer(models_dir["student"]), trained=False)  # accuracy only: a warning
     path.write_text('{"prompt": "a", "answer": "7"}\n{"prompt": "b", "answer": "Ünïcode"}\n')  # zoo: no upper case
     task = build_task(TaskConfig(name="prompts", train_path=str(path)))
     with pytest.warns(DataWarning, match="p.jsonl:2: .*1 of 2 answers can never score 1"):

@@ -65,7 +65,7 @@ def evaluate(
     eval/entropy (nats per token on the sampled completions), eval/accuracy_greedy/DOMAIN when the problems
     span several domains and, with a teacher, eval/reverse_kl (nats per token on the sampled completions)."""
     prompts = [p.prompt for p in problems]
-    vocab_size = shared_vocab_size(tokenizer)  # padding rows of the heads are never sampled or scored
+    vocab_size = shared_vocab_size(tokenizer, [model] + ([teacher] if teacher is not None else []))  # no padding row
     engine = engine or HFEngine(model, tokenizer, batch_size)
     device = next(model.parameters()).device
     with autocast(precision, device):

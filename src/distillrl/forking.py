@@ -59,7 +59,7 @@ def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenize
     """
     sequences = generate(student, tokenizer, prompts, num_samples, temperature, max_new_tokens)
     args = (sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
-    vocab_size = shared_vocab_size(tokenizer)  # padding rows of either head are never scored
+    vocab_size = shared_vocab_size(tokenizer, [student, teacher])  # padding rows of either head are never scored
     student_logits = completion_logits(student, *args, vocab_size=vocab_size)
     teacher_logits = completion_logits(teacher, *args, vocab_size=vocab_size)
     student_lp = torch.log_softmax(student_logits.project(student_logits.hidden), dim=-1)

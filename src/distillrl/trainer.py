@@ -195,7 +195,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
                           f"vocabulary ({vocab_size} tokens of {config.student.path})")  # fmt: skip
     if "rewards" in objective.needs:
         task.check_complete("answer", f"objective.name: {config.objective.name} needs a verifiable reward")
-    check_task_answers(task, tokenizer)
+    check_task_answers(task, tokenizer, trained="rewards" in objective.needs)
     if config.wandb is not None:
         wandb_module()  # a missing extra fails before any model loads
     rollout = config.rollout

@@ -28,7 +28,7 @@ class FrozenScorer:
     """A model used only for scoring: no gradient, eval mode (and, for a LoRA student, its adapter disabled)."""
 
     model: PreTrainedModel
-    vocab_size: int | None = None  # ids scored: the tokenizer's (padding rows past them never are)
+    vocab_size: int | None = None  # ids scored: the run's shared range (padding rows past it never are)
     adapter_disabled: bool = False
 
     @torch.no_grad()
@@ -62,7 +62,7 @@ class Models:
     device: torch.device  # the student's, where every Batch tensor lives
     precision: str  # fp32 or bf16 (resolved from `auto`)
     engine_name: str = "hf"  # rollout.engine
-    vocab_size: int | None = None  # the ids sampled and scored: the tokenizer's (shared_vocab_size)
+    vocab_size: int | None = None  # the ids scored: the tokenizer's, within every head (shared_vocab_size)
     engines: dict[tuple[int, int], RolloutEngine] = field(default_factory=dict)  # (id(model), batch size)
 
     def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
@@ -106,15 +106,18 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
             loaded[path, where] = load_causal_lm(path, dtype=frozen_dtype(precision)).to(where)
         return loaded[path, where]
 
-    vocab_size = shared_vocab_size(tokenizer)
     initial = None
     if needs_reference:
-        initial = (FrozenScorer(student, vocab_size, adapter_disabled=True) if config.student.lora
-                   else FrozenScorer(frozen(config.student.path, device), vocab_size))  # fmt: skip
+        initial = (FrozenScorer(student, adapter_disabled=True) if config.student.lora
+                   else FrozenScorer(frozen(config.student.path, device)))  # fmt: skip
     teachers = []
     for teacher, where in zip(config.teacher_list, teacher_devices(config, device)):
         reference = initial
         if needs_reference and teacher.reference is not None:
-            reference = FrozenScorer(frozen(teacher.reference, where), vocab_size)
+            reference = FrozenScorer(frozen(teacher.reference, where))
         teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
+    vocab_size = shared_vocab_size(tokenizer, [student, *loaded.values()])
+    for scorer in [initial, *(teacher.reference for teacher in teachers)]:
+        if scorer is not None:
+            scorer.vocab_size = vocab_size
     return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size=vocab_size)

@@ -5,7 +5,9 @@ exactly as the student does: the same tokens with the same ids, the same merges 
 tokenizers of the same size with other merges are different vocabularies. The number of output rows may differ:
 models are often padded beyond their tokenizer (Qwen2.5-7B has 152,064 rows, Qwen2.5-0.5B 151,936, for one
 tokenizer of 151,665 tokens). Rows past the tokenizer's length belong to no token: distillrl never samples them
-and scores every model over the tokenizer's range only (`vocab_size`).
+and scores every model over the tokenizer's range only (`shared_vocab_size`). A head may also stop short of
+the tokenizer (ids it never emits, e.g. an EOS outside a benchmark model's vocabulary): then the shared range
+ends with the shortest head, and teacher and student must have the same rows.
 """
 
 from __future__ import annotations
@@ -51,27 +53,30 @@ def vocabulary_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase
 
 
 def check_same_vocabulary(student: str, other: str, role: str) -> None:
-    """`other` (named by `role`, e.g. `teacher.path`) must have the student's tokenizer, by content; each model's
-    output head must cover the tokenizer (padding rows beyond it are allowed and never used)."""
+    """`other` (named by `role`, e.g. `teacher.path`) must have the student's tokenizer, by content. Their output
+    heads may differ by padding rows past the tokenizer (never used), not below it."""
     student_tokenizer = load_tokenizer(student)
     difference = vocabulary_difference(load_tokenizer(other), student_tokenizer)
     if difference:
         raise ModelLoadError(f"{role} {other} uses a different tokenizer from the student {student}: {difference}; "
                              "token-level distillation needs one shared vocabulary")  # fmt: skip
-    for name, path in ((role, other), ("student", student)):
-        rows = model_config(path).vocab_size
-        if rows < len(student_tokenizer):
-            raise ModelLoadError(f"{name} {path} has {rows} output rows for a tokenizer of {len(student_tokenizer)} "
-                                 "tokens: the ids past its rows cannot be scored")  # fmt: skip
+    rows, student_rows = model_config(other).vocab_size, model_config(student).vocab_size
+    if rows != student_rows and min(rows, student_rows) < len(student_tokenizer):
+        raise ModelLoadError(f"{role} {other} has {rows} output rows and the student {student} {student_rows}, fewer "
+                             f"than the tokenizer's {len(student_tokenizer)} tokens: the ids past the shorter head "
+                             "cannot be scored")  # fmt: skip
 
 
-def shared_vocab_size(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The ids every model of a run samples and scores: the tokenizer's, [0, len(tokenizer)); padding rows of
-    an output head lie past it."""
-    return len(tokenizer)
+def output_rows(model) -> int:
+    """The number of rows (ids) of a model's output head."""
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def shared_vocab_size(tokenizer: PreTrainedTokenizerBase, models: list) -> int:
+    """The ids the models score alike: [0, min(len(tokenizer), rows of each head)); padding rows lie past it."""
+    return min([len(tokenizer), *(output_rows(model) for model in models)])
 
 
 def padding_ids(tokenizer: PreTrainedTokenizerBase, model) -> list[int]:
     """The output rows of `model` that no token of `tokenizer` uses (empty for an unpadded head)."""
-    rows = model.get_output_embeddings().weight.shape[0]
-    return list(range(shared_vocab_size(tokenizer), rows))
+    return list(range(len(tokenizer), output_rows(model)))

@@ -57,7 +57,7 @@ def speculative_generate(
     finished = torch.zeros(len(repeated), dtype=torch.bool, device=student.device)
     stop_ids = stop_token_ids(tokenizer, base_model(student))
     stop_tensor = torch.tensor(stop_ids, device=student.device)
-    vocab_size = shared_vocab_size(tokenizer)
+    vocab_size = shared_vocab_size(tokenizer, [student, teacher])
     tokens, kept, proposed = [], 0, 0
     for _ in range(max_new_tokens):
         last = {}

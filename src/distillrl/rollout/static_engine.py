@@ -20,7 +20,7 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 
 from distillrl.models.compat import base_model, cache_keyword
-from distillrl.models.vocabulary import shared_vocab_size
+from distillrl.models.vocabulary import padding_ids
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
 from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
 
@@ -71,8 +71,7 @@ class StaticCacheEngine:
         self.device = next(model.parameters()).device
         self.check_every = check_every or (8 if self.device.type == "cuda" else 1)
         self.stop_ids = stop_token_ids(tokenizer, base_model(model))
-        rows = model.get_output_embeddings().weight.shape[0]
-        self.vocab_size = shared_vocab_size(tokenizer) if shared_vocab_size(tokenizer) < rows else None  # padded head
+        self.vocab_size = len(tokenizer) if padding_ids(tokenizer, model) else None  # a padded head: its tokens only
         if next(model.parameters()).dtype == dtype:
             self.runner = model
         else:

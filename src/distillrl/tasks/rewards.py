@@ -114,11 +114,12 @@ def build_reward(config) -> Callable[[Problem, str], float] | None:
 
 
 def check_answers_reachable(problems: list[Problem], where: list[str], verifier: AnswerVerifier,
-                            writable: Callable[[str], bool] = lambda text: True) -> None:  # fmt: skip
+                            writable: Callable[[str], bool] = lambda text: True, trained: bool = True) -> None:  # fmt: skip
     """Each answer must be one the verifier can ever match: a completion stating it (in the verifier's format,
     and `writable`: the student's tokenizer can write it) must score 1. A file none of whose answers can is a
-    UserError naming it; some such rows are a DataWarning naming the first. Numbers read as floats (a parquet or
-    `datasets` numeric column: "2" became 2.0) are a DataWarning: they are compared by value."""
+    UserError naming it when the reward is `trained` on (a DataWarning when it only measures accuracy); some such
+    rows are a DataWarning naming the first. Numbers read as floats (a parquet or `datasets` numeric column: "2"
+    became 2.0) are a DataWarning: they are compared by value."""
     unreachable, floats = [], []
     rows = dict(zip(where, problems))  # a file that is both the training and the held-out set counts once
     for location, problem in rows.items():
@@ -140,16 +141,17 @@ def check_answers_reachable(problems: list[Problem], where: list[str], verifier:
     if not unreachable:
         return
     first, why = unreachable[0]
-    if len(unreachable) == answered:
+    if len(unreachable) == answered and trained:
         raise UserError(f"{first}: {why}; none of the {answered} answers can ever score 1 (set task.answer_format, "
                         "or task.reward)")  # fmt: skip
     warnings.warn(f"{first}: {why}; {len(unreachable)} of {answered} answers can never score 1", DataWarning,
                   stacklevel=2)
 
 
-def check_task_answers(task, tokenizer) -> None:
+def check_task_answers(task, tokenizer, trained: bool = True) -> None:
     """`check_answers_reachable` for the rows of a prompt-file task verified by the answer verifier, with the
-    student's tokenizer deciding what it can write (a generated task's answers are its own, always reachable)."""
+    student's tokenizer deciding what it can write (a generated task's answers are its own, always reachable);
+    `trained`: the objective learns from the reward (else the answers only measure accuracy)."""
     if not isinstance(task.reward, AnswerVerifier) or not hasattr(task, "train_where"):
         return
 
@@ -157,4 +159,4 @@ def check_task_answers(task, tokenizer) -> None:
         return tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
 
     problems, where = task.train + (task.test or []), task.train_where + task.test_where
-    check_answers_reachable(problems, where, task.reward, writable)
+    check_answers_reachable(problems, where, task.reward, writable, trained)
