@@ -12,7 +12,6 @@ ends with the shortest head, and teacher and student must have the same rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from transformers import PreTrainedTokenizerBase
@@ -33,11 +32,6 @@ def tokenizer_content(tokenizer: PreTrainedTokenizerBase) -> dict[str, object]:
     content["merges"] = [" ".join(m) if isinstance(m, list) else m for m in model.get("merges") or []]
     content["added"] = sorted((t["id"], t["content"], bool(t.get("special"))) for t in state.get("added_tokens") or [])
     return content
-
-
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """sha256 of `tokenizer_content`: equal fingerprints mean the same ids for the same text."""
-    return hashlib.sha256(json.dumps(tokenizer_content(tokenizer), sort_keys=True).encode()).hexdigest()
 
 
 def vocabulary_difference(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:
