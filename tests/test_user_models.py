@@ -107,7 +107,8 @@ def test_a_teacher_with_other_merges_is_refused(models_dir, tmp_path, command):
                                    .model_dump(mode="json")))  # fmt: skip
         argv = ["train", str(path)]
     elif command == "eval":
-        argv = ["eval", "--model", models_dir["student"], "--task", models_dir["prompts"], "--teacher", models_dir["other"]]
+        argv = ["eval", "--model", models_dir["student"], "--task", models_dir["prompts"],
+                "--teacher", models_dir["other"]]  # fmt: skip
     else:
         argv = ["inspect", "--student", models_dir["student"], "--teacher", models_dir["other"], "--prompt", "What is"]
     result = CliRunner().invoke(app, argv)
@@ -171,7 +172,8 @@ def test_answer_formats_read_their_own_place_and_math_matches_equivalent_forms()
     text = "#41 first guess, then \\boxed{42}\n43"
     assert [AnswerVerifier(f)(problem, text) for f in ("auto", "hash", "boxed", "last_line")] == [1.0, 0.0, 1.0, 0.0]
     math = AnswerVerifier(answer_match="math")
-    assert math(Problem("q", "1/2"), "\\boxed{0.5}") == 1.0 and AnswerVerifier()(Problem("q", "1/2"), "\\boxed{0.5}") == 0.0
+    assert math(Problem("q", "1/2"), "\\boxed{0.5}") == 1.0
+    assert AnswerVerifier()(Problem("q", "1/2"), "\\boxed{0.5}") == 0.0  # normalized: text or numbers only
     assert math(Problem("q", "x+1"), "#1+x") == 1.0
 
 
@@ -375,13 +377,18 @@ def test_rollout_truncation_reaches_both_engines(models_dir, tmp_path):
         config(models_dir, tmp_path / "run", rollout={"top_p": 0})
 
 
-def test_eval_takes_max_tokens_precision_batch_size_and_a_padded_teacher(models_dir):
+def test_eval_and_inspect_take_a_padded_teacher_and_eval_its_options(models_dir):
     result = CliRunner().invoke(app, ["eval", "--model", models_dir["student"], "--task", models_dir["prompts"],
                                       "--teacher", models_dir["teacher"], "--n", "4", "--max-new-tokens", "6",
                                       "--precision", "bf16", "--batch-size", "2"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "eval/reverse_kl" in result.output and "eval/response_length" in result.output
     assert "eval/response_length │ 6.0000" in result.output or "6.0000" in result.output
+    page = Path(models_dir["prompts"]).parent / "forking.html"
+    inspected = CliRunner().invoke(app, ["inspect", "--student", models_dir["student"], "--teacher",
+                                         models_dir["teacher"], "--prompt", "What is", "--samples", "2",
+                                         "--max-new-tokens", "6", "--out", str(page)])  # fmt: skip
+    assert inspected.exit_code == 0 and page.read_text().count('class="sample"') == 2, inspected.output
     bad = CliRunner().invoke(app, ["eval", "--model", models_dir["student"], "--precision", "fp16"])
     assert bad.exit_code == 2 and "--precision fp16" in bad.stderr
 

@@ -41,8 +41,8 @@ def completion_token_mean(per_token: Callable[..., Tensor], models: list[PreTrai
         logits = []
         for model, device in zip(models, devices):
             part_here = part.to(device)
-            logits.append(completion_logits(model, part_here.input_ids, part_here.attention_mask,
-                                            part_here.completion_mask, vocab_size=vocab_size).to(devices[0]))  # fmt: skip
+            logits.append(completion_logits(model, part_here.input_ids, part_here.attention_mask, part_here.completion_mask,
+                                            vocab_size=vocab_size).to(devices[0]))  # fmt: skip
         values = per_token(*logits)
         total, count = total + values.sum().item(), count + values.numel()
     return total / max(count, 1)
