@@ -30,8 +30,8 @@ tensorboard: false
 class Workspace:
     """A case's folder: `run/` (a copy of the finished run) and whatever files the case writes."""
 
-    def __init__(self, root: Path, finished_run: Path, padded_teacher: Path):
-        self.root, self.padded_teacher = root, str(padded_teacher)
+    def __init__(self, root: Path, finished_run: Path, other_teacher: Path):
+        self.root, self.other_teacher = root, str(other_teacher)
         self.run = root / "run"
         shutil.copytree(finished_run, self.run)
         self.new = str(root / "new")  # a fresh run's output_dir: must not exist after a refused run
@@ -153,7 +153,7 @@ CASES = {
     "student config.json corrupt": lambda ws: damaged_student(ws, lambda p: (p / "config.json").write_text("{")),
     "student tokenizer missing": lambda ws: damaged_student(ws, lambda p: (p / "tokenizer.json").unlink()),
     "teacher directory missing": lambda ws: ws.train("teacher.path=/nonexistent/teacher"),
-    "teacher with padded vocabulary": lambda ws: ws.train(f"teacher.path={ws.padded_teacher}"),
+    "teacher with another tokenizer of the same size": lambda ws: ws.train(f"teacher.path={ws.other_teacher}"),
     "reference directory missing": lambda ws: ws.train("objective.name=gopd", "teacher.reference=/nonexistent/ref"),
     # the output directory
     "output_dir is a file": lambda ws: ws.train(f"output_dir={ws.file('afile', 'x')}"),
@@ -193,6 +193,16 @@ CASES = {
         "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', "objective.name=sft", "rollout.source=dataset", "teacher=null"),
     "prompt domain without a teacher": lambda ws: ws.prompts(
         "p.jsonl", DOMAIN_FILE, "teacher=null", "teachers=[{name: arith, path: 'zoo:teacher'}]"),
+    "custom reward module missing": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', "task.reward=no_such_module:score"),
+    "custom reward file missing": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n', f"task.reward={ws.root}/none.py:score"),
+    "answers no completion can state, for grpo": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "answer": "Two"}\n', "objective.name=grpo", "teacher=null"),
+    "answer_format unknown": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n',
+                                                   "task.answer_format=xml"),
+    "rollout.top_p 0": lambda ws: ws.train("rollout.top_p=0"),
+    "rollout.min_p 1": lambda ws: ws.train("rollout.min_p=1"),
     # training that diverges
     "diverging run (lr 1e9)": lambda ws: ws.train("optim.lr=1e9", "checkpoint.every=0"),
     # eval
@@ -201,11 +211,18 @@ CASES = {
     "eval --n not a number": lambda ws: ["eval", "--model", "zoo:student-base", "--n", "abc"],
     "eval missing model": lambda ws: ["eval", "--model", "/nonexistent/model", "--n", "4"],
     "eval missing task file": lambda ws: ["eval", "--model", "zoo:student-base", "--task", f"{ws.root}/none.jsonl"],
-    "eval teacher with padded vocabulary": lambda ws: [
-        "eval", "--model", "zoo:student-base", "--teacher", ws.padded_teacher, "--n", "4"],
+    "eval teacher with another tokenizer": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--teacher", ws.other_teacher, "--n", "4"],
     "eval prompt outside the vocabulary": lambda ws: [
         "eval", "--model", "zoo:student-base", "--task", ws.file("t.jsonl", '{"prompt": "1+1=\\u00e9", "answer": "2"}\n')],
     "eval --temperature -1": lambda ws: ["eval", "--model", "zoo:student-base", "--temperature", "-1"],
+    "eval --precision fp16": lambda ws: ["eval", "--model", "zoo:student-base", "--precision", "fp16"],
+    "eval --answer-format unknown": lambda ws: ["eval", "--model", "zoo:student-base", "--answer-format", "xml"],
+    "eval --batch-size 0": lambda ws: ["eval", "--model", "zoo:student-base", "--batch-size", "0"],
+    # export
+    "export into a non-empty directory": lambda ws: ["export", str(ws.run), "--out", str(ws.run)],
+    "export a missing model": lambda ws: ["export", "/nonexistent/run", "--out", f"{ws.root}/out"],
+    "export under a file": lambda ws: ["export", str(ws.run), "--out", f"{ws.file('plain.txt', 'x')}/out"],
     # inspect
     "inspect --prompt empty": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher",
                                           "--prompt", ""],
@@ -217,8 +234,8 @@ CASES = {
                                               "--prompt", "1+1=", "--out", f"{ws.file('plain.txt', 'x')}/x.html"],
     "inspect prompt outside the vocabulary": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher",
                                                          "zoo:teacher", "--prompt", "1+1=\u00e9"],
-    "inspect teacher with padded vocabulary": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher",
-                                                          ws.padded_teacher, "--prompt", "1+1="],
+    "inspect teacher with another tokenizer": lambda ws: ["inspect", "--student", "zoo:student-base", "--teacher",
+                                                          ws.other_teacher, "--prompt", "1+1="],
     # control
     "control teacher unknown env": lambda ws: ["control", "teacher", "--env", "NoSuchEnv-v0", "--out", f"{ws.root}/t.zip"],
     "control teacher continuous actions": lambda ws: ["control", "teacher", "--env", "Pendulum-v1", "--out",
@@ -254,15 +271,16 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def padded_teacher(tmp_path_factory) -> Path:
-    """zoo:teacher with its vocabulary padded from 62 to 64 rows (as many hub models pad theirs)."""
-    from distillrl.models.loading import load_causal_lm, load_tokenizer
+def other_teacher(tmp_path_factory) -> Path:
+    """zoo:teacher with a tokenizer of the same size whose ids of `a` and `b` are swapped: another vocabulary."""
+    import json
 
-    path = tmp_path_factory.mktemp("padded") / "teacher"
-    model = load_causal_lm("zoo:teacher")
-    model.resize_token_embeddings(64)
-    model.save_pretrained(path)
-    load_tokenizer("zoo:teacher").save_pretrained(path)
+    path = tmp_path_factory.mktemp("other") / "teacher"
+    shutil.copytree(ZOO_DIR / "teacher", path)
+    state = json.loads((path / "tokenizer.json").read_text())
+    vocab = state["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+    (path / "tokenizer.json").write_text(json.dumps(state))
     return path
 
 
@@ -271,8 +289,8 @@ def test_the_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_run, padded_teacher):
-    ws = Workspace(tmp_path, finished_run, padded_teacher)
+def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_run, other_teacher):
+    ws = Workspace(tmp_path, finished_run, other_teacher)
     argv = CASES[case](ws)
     before = snapshot(tmp_path)
     lock = FileLock(ws.run / ".lock", timeout=0)

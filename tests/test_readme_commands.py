@@ -69,6 +69,13 @@ def run_eval(folder: Path, monkeypatch) -> None:
     assert "eval/accuracy_greedy" in result.output
 
 
+def run_export(folder: Path, monkeypatch) -> None:
+    invoke("demo", "--out", "runs/lora", *SMALL, "--set", "student.lora={r: 4}")
+    result = invoke("export", "runs/lora", "--out", "runs/merged", "--merge")
+    assert "runs/merged" in result.output and (folder / "runs/merged/config.json").exists()
+    assert not (folder / "runs/merged/adapter_config.json").exists()
+
+
 def run_zoo_build(folder: Path, monkeypatch) -> None:
     monkeypatch.setattr(zoo, "ZOO", TINY_ZOO)  # at a small size
     monkeypatch.setattr(cli, "ZOO", TINY_ZOO)
@@ -134,7 +141,7 @@ def run_inspect(folder: Path, monkeypatch) -> None:
 
 
 RUNS = {
-    "demo": run_demo, "train": run_train, "eval": run_eval, "zoo build": run_zoo_build, "zoo list": run_zoo_list,
+    "demo": run_demo, "train": run_train, "eval": run_eval, "export": run_export, "zoo build": run_zoo_build, "zoo list": run_zoo_list,
     "control teacher": run_control_teacher, "control distill": run_control_distill, "bench repro": run_bench_repro,
     "bench speed": run_bench_speed, "inspect": run_inspect,
 }  # fmt: skip

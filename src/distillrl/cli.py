@@ -162,34 +162,64 @@ def eval_command(
     n: int = typer.Option(200, min=1, help="held-out prompts"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
     temperature: float = typer.Option(1.0, min=0.0, help="temperature of the sampled accuracy (0: greedy)"),
-    max_new_tokens: int = typer.Option(48, min=1, help="longest completion"),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="longest completion"),
+    precision: str = typer.Option("fp32", help="fp32, or bf16 (models loaded in bf16, bf16 autocast)"),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="sequences per generation and scoring pass"),
+    answer_format: Optional[str] = typer.Option(None, "--answer-format", help="a prompt file's answer extraction: "
+                                                "auto, hash, boxed or last_line (default: auto)"),
 ) -> None:
     """Evaluate a model on held-out prompts."""
+    from pydantic import ValidationError
+
     from distillrl.config import TaskConfig
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
-    from distillrl.models.roles import check_same_vocabulary
-    from distillrl.tasks import PromptsTask, build_task
+    from distillrl.models.vocabulary import check_same_vocabulary
+    from distillrl.runtime import frozen_dtype
+    from distillrl.tasks import build_task
     from distillrl.tasks.prompt_limits import check_prompts_fit
+    from distillrl.tasks.rewards import check_task_answers
 
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
     builtin = task in ("arith", "lists", "mix")
-    task_object = build_task(TaskConfig(name=task)) if builtin else PromptsTask(task, task)
+    try:
+        task_config = TaskConfig(name=task, answer_format=answer_format) if builtin else TaskConfig(
+            name="prompts", train_path=task, test_path=task, answer_format=answer_format)  # fmt: skip
+    except ValidationError:
+        raise UserError(f"--answer-format {answer_format}: use auto, hash, boxed or last_line") from None
+    task_object = build_task(task_config)
     problems = task_object.test_problems(n)
     tokenizer = load_tokenizer(model)
     context = getattr(model_config(model), "max_position_embeddings", None)
     check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--model {model}", context, max_new_tokens)
+    check_task_answers(task_object, tokenizer, trained=False)
     if teacher:
         check_same_vocabulary(model, teacher, "--teacher")
-    student = load_causal_lm(model)
-    teacher_model = load_causal_lm(teacher) if teacher else None
+    student = load_causal_lm(model, dtype=frozen_dtype(precision))
+    teacher_model = load_causal_lm(teacher, dtype=frozen_dtype(precision)) if teacher else None
     with console.status(f"evaluating {model} on {len(problems)} prompts"):
-        metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, max_new_tokens)
+        metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, max_new_tokens,
+                           batch_size, precision)  # fmt: skip
     table = Table(title=f"{model} on {task} ({len(problems)} prompts)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
+
+
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., metavar="RUN_OR_MODEL", help="a run directory (its final/), a checkpoint's "
+                                "model/ or an adapter directory"),
+    out: Path = typer.Option(..., help="the new checkpoint directory (must not hold anything)"),
+    merge: bool = typer.Option(False, "--merge", help="fold a LoRA adapter into its base weights"),
+) -> None:
+    """Write a trained model as a plain Hugging Face checkpoint (AutoModelForCausalLM loads it)."""
+    from distillrl.models.export import export_model
+
+    console.print(f"wrote {export_model(model, out, merge)}")
 
 
 @zoo_app.command("build")
@@ -295,7 +325,7 @@ def inspect_command(
     from distillrl.files import write_text_atomic
     from distillrl.forking import inspect_samples, render_html
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
-    from distillrl.models.roles import check_same_vocabulary
+    from distillrl.models.vocabulary import check_same_vocabulary
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
     from distillrl.tasks.prompt_limits import check_prompts_fit

@@ -99,6 +99,19 @@ class TaskConfig(Strict):
     )
     train_path: str | None = Field(None, description="prompts only: jsonl or parquet with `prompt`, `answer`")
     test_path: str | None = Field(None, description="prompts only: held-out prompts for evaluation")
+    answer_format: Literal["auto", "hash", "boxed", "last_line"] | None = Field(
+        None, description="where a completion states its answer: hash (after the last `#`), boxed (the last "
+        "\\boxed{}), last_line, or auto (boxed, else hash, else last line); default: auto for prompt files, the "
+        "built-in tasks' own `#` verifier for arith/lists/mix"
+    )
+    answer_match: Literal["normalized", "math"] = Field(
+        "normalized", description="normalized (text without spaces, case-folded; numbers by value: 2 = 2.0) or "
+        "math (symbolic equivalence through the math-verify library: the `math` extra)"
+    )
+    reward: str | None = Field(
+        None, description="a custom reward `module:function` or `path/file.py:function`, called as "
+        "function(prompt, completion, row) -> float (replaces the answer verifier)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "TaskConfig":
@@ -119,6 +132,11 @@ class RolloutConfig(Strict):
     prompts_per_step: int = Field(32, ge=1)
     group_size: int = Field(4, ge=1, description="completions sampled per prompt (G)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts")
+    top_k: int = Field(0, ge=0, description="rollouts sample among the k most probable tokens only (0: off)")
+    top_p: float = Field(1.0, gt=0, le=1, description="rollouts sample among the most probable tokens whose mass "
+                         "reaches top_p (1: off)")
+    min_p: float = Field(0.0, ge=0, lt=1, description="rollouts drop tokens below min_p times the most probable "
+                         "one's probability (0: off)")
     max_new_tokens: int = Field(48, ge=1)
     lmbda: float = Field(0.5, ge=0, le=1, description="mixed only: probability that a step is on-policy")
     seq_kd: bool = Field(False, description="mixed only: the off-policy steps use teacher samples, not the dataset")
@@ -232,6 +250,15 @@ class DistributedConfig(Strict):
     )
 
 
+class WandbConfig(Strict):
+    project: str = Field("distillrl", description="the W&B project")
+    name: str | None = Field(None, description="the W&B run name (default: the output directory's name)")
+    mode: Literal["online", "offline"] | None = Field(
+        None, description="offline writes the run under OUTPUT_DIR/wandb for `wandb sync` (default: WANDB_MODE, "
+        "else online)"
+    )
+
+
 class TrainConfig(Strict):
     seed: int = 0
     output_dir: str = "runs/train"
@@ -253,6 +280,7 @@ class TrainConfig(Strict):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tensorboard: bool = True
+    wandb: WandbConfig | None = Field(None, description="also log metrics to Weights & Biases (the `wandb` extra)")
 
     @property
     def teacher_list(self) -> list[TeacherConfig]:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.objectives.reverse_kl import full_reverse_kl
 from distillrl.rollout.engines import HFEngine, RolloutEngine
 from distillrl.rollout.sequences import Sequences
@@ -30,9 +31,9 @@ def token_entropy(policy: ChunkedLogits) -> Tensor:
 
 @torch.no_grad()
 def completion_token_mean(per_token: Callable[..., Tensor], models: list[PreTrainedModel], sequences: Sequences,
-                          batch_size: int = 256) -> float:  # fmt: skip
-    """Mean over the completion tokens of `sequences` of per_token(logits of each model at those positions), each
-    model run on its own device and the logits brought to the first model's."""
+                          batch_size: int = 256, vocab_size: int | None = None) -> float:  # fmt: skip
+    """Mean over the completion tokens of `sequences` of per_token(logits of each model at those positions, over
+    the ids below `vocab_size`), each model run on its own device and the logits brought to the first model's."""
     total, count = 0.0, 0
     devices = [next(model.parameters()).device for model in models]
     for start in range(0, len(sequences), batch_size):
@@ -40,8 +41,8 @@ def completion_token_mean(per_token: Callable[..., Tensor], models: list[PreTrai
         logits = []
         for model, device in zip(models, devices):
             part_here = part.to(device)
-            logits.append(completion_logits(model, part_here.input_ids, part_here.attention_mask,
-                                            part_here.completion_mask).to(devices[0]))  # fmt: skip
+            logits.append(completion_logits(model, part_here.input_ids, part_here.attention_mask, part_here.completion_mask,
+                                            vocab_size=vocab_size).to(devices[0]))  # fmt: skip
         values = per_token(*logits)
         total, count = total + values.sum().item(), count + values.numel()
     return total / max(count, 1)
@@ -64,6 +65,7 @@ def evaluate(
     eval/entropy (nats per token on the sampled completions), eval/accuracy_greedy/DOMAIN when the problems
     span several domains and, with a teacher, eval/reverse_kl (nats per token on the sampled completions)."""
     prompts = [p.prompt for p in problems]
+    vocab_size = shared_vocab_size(tokenizer, [model] + ([teacher] if teacher is not None else []))  # no padding row
     engine = engine or HFEngine(model, tokenizer, batch_size)
     device = next(model.parameters()).device
     with autocast(precision, device):
@@ -74,7 +76,7 @@ def evaluate(
             "eval/accuracy_greedy": accuracy(task, problems, greedy.completions),
             "eval/accuracy_sampled": accuracy(task, problems, sampled.completions),
             "eval/response_length": sampled.completion_lengths.float().mean().item(),
-            "eval/entropy": completion_token_mean(token_entropy, [model], sampled, batch_size),
+            "eval/entropy": completion_token_mean(token_entropy, [model], sampled, batch_size, vocab_size),
         }
         domains = sorted({p.domain for p in problems if p.domain is not None})
         if len(domains) > 1:  # several domains (multi-teacher): greedy accuracy on each
@@ -84,5 +86,6 @@ def evaluate(
                     task, [problems[i] for i in rows], [greedy.completions[i] for i in rows]
                 )
         if teacher is not None:
-            metrics["eval/reverse_kl"] = completion_token_mean(full_reverse_kl, [model, teacher], sampled, batch_size)
+            metrics["eval/reverse_kl"] = completion_token_mean(full_reverse_kl, [model, teacher], sampled, batch_size,
+                                                               vocab_size)  # fmt: skip
     return metrics

@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.objectives.divergences import reverse_kl_per_token
 from distillrl.rollout.hf_generate import generate
+from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.scoring.forward import completion_logits
 
 
@@ -58,7 +59,9 @@ def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenize
     """
     sequences = generate(student, tokenizer, prompts, num_samples, temperature, max_new_tokens)
     args = (sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
-    student_logits, teacher_logits = completion_logits(student, *args), completion_logits(teacher, *args)
+    vocab_size = shared_vocab_size(tokenizer, [student, teacher])  # padding rows of either head are never scored
+    student_logits = completion_logits(student, *args, vocab_size=vocab_size)
+    teacher_logits = completion_logits(teacher, *args, vocab_size=vocab_size)
     student_lp = torch.log_softmax(student_logits.project(student_logits.hidden), dim=-1)
     teacher_lp = torch.log_softmax(teacher_logits.project(teacher_logits.hidden), dim=-1)
     kl = reverse_kl_per_token(student_lp, teacher_lp)

@@ -34,7 +34,7 @@ from distillrl.report.metrics import read_metrics
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"
 # what a resumed run may change: how long it runs, how it evaluates, saves and logs, and where the directory is
-RESUMABLE_FIELDS = ("optim.steps", "optim.skip_nonfinite_steps", "eval", "checkpoint", "tensorboard", "output_dir",
+RESUMABLE_FIELDS = ("optim.steps", "optim.skip_nonfinite_steps", "eval", "checkpoint", "tensorboard", "wandb", "output_dir",
                     "device", "teacher.device", "rollout.engine", "teacher.server", "teacher.server_timeout",
                     "teacher.server_retries", "teacher.server_concurrency",
                     "teacher.server_rows_per_request")  # where it runs, not what it computes

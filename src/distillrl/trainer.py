@@ -40,10 +40,12 @@ from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
-from distillrl.models.roles import Models, check_same_vocabulary, load_models, teacher_backend, teacher_devices
+from distillrl.models.roles import Models, load_models, teacher_backend, teacher_devices
+from distillrl.models.vocabulary import check_same_vocabulary
+from distillrl.tasks.rewards import check_task_answers
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
-from distillrl.report.metrics import MetricsLog
+from distillrl.report.metrics import MetricsLog, wandb_module
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
@@ -133,7 +135,7 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
                     continue
                 with autocast(models.precision, models.device):
                     policy_logits = completion_logits(models.student, micro.input_ids, micro.attention_mask,
-                                                      micro.completion_mask)  # fmt: skip
+                                                      micro.completion_mask, vocab_size=models.vocab_size)  # fmt: skip
                     batch = replace(signals.select(rows), num_tokens=minibatch_tokens, policy_logits=policy_logits)
                     loss, metrics = objective(batch)
                 finite = finite and math.isfinite(loss.item())
@@ -224,6 +226,9 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
                           f"vocabulary ({vocab_size} tokens of {config.student.path})")  # fmt: skip
     if "rewards" in objective.needs:
         task.check_complete("answer", f"objective.name: {config.objective.name} needs a verifiable reward")
+    check_task_answers(task, tokenizer, trained="rewards" in objective.needs)
+    if config.wandb is not None:
+        wandb_module()  # a missing extra fails before any model loads
     rollout = config.rollout
     if rollout.source == "dataset" or (rollout.source == "mixed" and not rollout.seq_kd):
         task.check_complete("solution", f"rollout.source: {rollout.source!r} trains on the dataset's solutions")
@@ -305,7 +310,8 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     log = None
     if world.is_main:
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard)
+        log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard,
+                         wandb=config.wandb, config=config.model_dump(mode="json"))  # fmt: skip
 
     def run_eval(model, teacher=None, unchanged_path: str | None = None) -> dict:
         """Evaluate on the held-out prompts; a checkpoint loaded unchanged from `unchanged_path` is cached."""

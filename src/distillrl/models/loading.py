@@ -60,13 +60,23 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").exists() or (path / "adapter_config.json").exists()
 
 
+def adapter_base(adapter_dir: Path) -> str:
+    """The base model a PEFT adapter names (`base_model_name_or_path`). distillrl writes absolute paths; a relative
+    one (an adapter saved elsewhere) is read from the working directory, else from the adapter's own directory."""
+    name = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    if name.startswith(ZOO_PREFIX) or Path(name).expanduser().exists():
+        return name
+    beside = adapter_dir / name
+    return str(beside) if beside.exists() else name
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved beside a model (left padding, pad = eos when the model has no pad)."""
     path = resolve_model_path(name)
     try:
         adapter_config = Path(path) / "adapter_config.json"
         if adapter_config.exists() and not (Path(path) / "tokenizer_config.json").exists():
-            path = resolve_model_path(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+            path = resolve_model_path(adapter_base(Path(path)))
         tokenizer = AutoTokenizer.from_pretrained(path)
     except LOAD_FAILURES as error:
         raise ModelLoadError(f"{name}: cannot load its tokenizer ({one_line(error)})") from error
@@ -84,7 +94,7 @@ def load_causal_lm(name: str, dtype: torch.dtype = torch.float32, trainable: boo
         if adapter_config.exists():
             from peft import PeftModel
 
-            base_name = json.loads(adapter_config.read_text())["base_model_name_or_path"]
+            base_name = adapter_base(Path(path))
             base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_name), dtype=dtype)
             model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
         else:
@@ -103,7 +113,7 @@ def model_config(name: str):
     try:
         adapter_config = Path(path) / "adapter_config.json"
         if adapter_config.exists():
-            return model_config(json.loads(adapter_config.read_text())["base_model_name_or_path"])
+            return model_config(adapter_base(Path(path)))
         return AutoConfig.from_pretrained(path)
     except LOAD_FAILURES as error:
         raise ModelLoadError(f"{name}: cannot read its config ({one_line(error)})") from error

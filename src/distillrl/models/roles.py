@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer, model_config
+from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.models.student import load_student
+from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
 from distillrl.scoring.forward import completion_logits
@@ -28,6 +29,7 @@ class FrozenScorer:
     """A model used only for scoring: no gradient, eval mode (and, for a LoRA student, its adapter disabled)."""
 
     model: PreTrainedModel
+    vocab_size: int | None = None  # ids scored: the run's shared range (padding rows past it never are)
     adapter_disabled: bool = False
 
     @torch.no_grad()
@@ -38,7 +40,8 @@ class FrozenScorer:
         device = next(self.model.parameters()).device
         context = self.model.disable_adapter() if self.adapter_disabled else contextlib.nullcontext()
         with context:
-            logits = completion_logits(self.model, input_ids.to(device), attention_mask.to(device), completion_mask.to(device))
+            logits = completion_logits(self.model, input_ids.to(device), attention_mask.to(device), completion_mask.to(device),
+                                       vocab_size=self.vocab_size)  # fmt: skip
         self.model.train(was_training)
         return logits
 
@@ -65,6 +68,7 @@ class Models:
     device: torch.device  # the student's, where every Batch tensor lives
     precision: str  # fp32 or bf16 (resolved from `auto`)
     engine_name: str = "hf"  # rollout.engine
+    vocab_size: int | None = None  # the ids scored: the tokenizer's, within every head (shared_vocab_size)
     engines: dict[tuple[int, int], RolloutEngine] = field(default_factory=dict)  # (id(model), batch size)
 
     def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
@@ -74,23 +78,14 @@ class Models:
             self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size)
         return self.engines[key]
 
+    def scorer(self, model: PreTrainedModel) -> FrozenScorer:
+        """`model` as a frozen scorer over the shared vocabulary."""
+        return FrozenScorer(model, self.vocab_size)
+
     @property
     def teacher(self) -> PreTrainedModel | None:
         """The first teacher: the one that the `speculative` source interleaves (and the only one of most runs)."""
         return self.teachers[0].model if self.teachers else None
-
-
-def check_same_vocabulary(student: str, other: str, role: str) -> None:
-    """Token-level distillation compares distributions over one vocabulary: `other` (named by `role`, e.g.
-    `teacher.path`) must have the student's tokenizer and the same number of output rows (no padded vocabulary)."""
-    if load_tokenizer(other).get_vocab() != load_tokenizer(student).get_vocab():
-        raise ModelLoadError(f"{role} {other} uses a different tokenizer from the student {student}; token-level "
-                             "distillation needs one shared vocabulary")  # fmt: skip
-    rows, student_rows = model_config(other).vocab_size, model_config(student).vocab_size
-    if rows != student_rows:
-        raise ModelLoadError(f"{role} {other} has {rows} vocabulary rows and the student {student} {student_rows} "
-                             "(a padded vocabulary); distillrl needs the same number (padded vocabularies are not "
-                             "supported yet)")  # fmt: skip
 
 
 def teacher_devices(config, device: torch.device) -> list[torch.device]:
@@ -152,4 +147,9 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
         else:
             backend = teacher_backend(config, index)
             teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend))
-    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine)
+    vocab_size = shared_vocab_size(tokenizer, [student, *loaded.values()])
+    local_teachers = [teacher.scorer.scorer for teacher in teachers if isinstance(teacher.scorer, LocalTeacher)]
+    for scorer in [initial, *(teacher.reference for teacher in teachers), *local_teachers]:
+        if scorer is not None:
+            scorer.vocab_size = vocab_size
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size=vocab_size)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from distillrl.config import ConfigError
-from distillrl.models.loading import load_causal_lm, model_config
+from distillrl.models.loading import ZOO_PREFIX, load_causal_lm, model_config, resolve_model_path
 
 
 def check_lora_targets(path: str, lora) -> None:
@@ -20,6 +22,14 @@ def check_lora_targets(path: str, lora) -> None:
         linear = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
         raise ConfigError(f"student.lora.target_modules: {path} has no module named {unknown[0]!r} (its linear layers: "
                           f"{', '.join(sorted(linear))})")  # fmt: skip
+
+
+def base_model_reference(path: str) -> str:
+    """How a saved adapter names its base: `zoo:NAME` and hub ids as given, a local directory by its absolute path
+    (so the adapter loads from any working directory)."""
+    if path.startswith(ZOO_PREFIX) or not Path(path).expanduser().exists():
+        return path
+    return str(Path(resolve_model_path(path)).resolve())
 
 
 def load_student(path: str, lora=None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
@@ -39,5 +49,5 @@ def load_student(path: str, lora=None, dtype: torch.dtype = torch.float32) -> Pr
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, peft_config)
-        model.peft_config["default"].base_model_name_or_path = path  # keep zoo:NAME, not a site-packages path
+        model.peft_config["default"].base_model_name_or_path = base_model_reference(path)
     return model

@@ -1,8 +1,10 @@
-"""Metric sinks: one JSON line per record (the source of truth) and TensorBoard scalars."""
+"""Metric sinks: one JSON line per record (the source of truth), TensorBoard scalars and, optionally, Weights &
+Biases (the `wandb` extra, imported only when configured)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from distillrl.errors import UserError
@@ -17,7 +19,8 @@ class MetricsLog:
     rewrite loses nothing. A last line cut short by a kill is dropped too; a broken line before it is an error.
     """
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True, wandb=None,
+                 config: dict | None = None):  # fmt: skip
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
@@ -30,6 +33,7 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=resume_step)
+        self.wandb_run = start_wandb(Path(run_dir), wandb, config) if wandb is not None else None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         with self.path.open("a") as handle:
@@ -38,6 +42,8 @@ class MetricsLog:
             for name, value in metrics.items():
                 if isinstance(value, (int, float)):
                     self.writer.add_scalar(name, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
 
     def records(self) -> list[dict]:
         return read_metrics(self.path.parent)
@@ -45,6 +51,34 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+WANDB_ID_FILE = "wandb-id.txt"
+
+
+def wandb_module():
+    """The wandb library, imported on first use; a UserError naming the extra when it is missing."""
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("wandb: logging to Weights & Biases needs the wandb library: pip install 'distillrl[wandb]'") from None
+    return wandb
+
+
+def start_wandb(run_dir: Path, settings, config: dict | None):
+    """A W&B run for `settings` (a WandbConfig), files under run_dir/wandb; a resumed run continues the W&B run
+    whose id run_dir/wandb-id.txt keeps."""
+    wandb = wandb_module()
+    id_file = run_dir / WANDB_ID_FILE
+    if id_file.exists():
+        run_id = id_file.read_text().strip()
+    else:
+        run_id = uuid.uuid4().hex[:8]
+        write_text_atomic(id_file, run_id)
+    return wandb.init(project=settings.project, name=settings.name or run_dir.resolve().name, id=run_id,
+                      resume="allow", dir=str(run_dir), config=config, mode=settings.mode)  # fmt: skip
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -15,12 +15,13 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.rollout.hf_generate import generate as hf_generate
+from distillrl.rollout.sampling import NO_TRUNCATION, Truncation
 from distillrl.rollout.sequences import Sequences
 
 
 class RolloutEngine(Protocol):
-    def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int = 64) -> Sequences: ...  # fmt: skip
+    def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0, max_new_tokens: int = 64,
+                 truncation: Truncation = NO_TRUNCATION) -> Sequences: ...  # fmt: skip
 
 
 class HFEngine:
@@ -29,9 +30,10 @@ class HFEngine:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 512):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
-    def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int = 64) -> Sequences:  # fmt: skip
-        return hf_generate(self.model, self.tokenizer, prompts, num_samples, temperature, max_new_tokens, self.batch_size)
+    def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0, max_new_tokens: int = 64,
+                 truncation: Truncation = NO_TRUNCATION) -> Sequences:  # fmt: skip
+        return hf_generate(self.model, self.tokenizer, prompts, num_samples, temperature, max_new_tokens, self.batch_size,
+                           truncation)  # fmt: skip
 
 
 def resolve_engine(name: str, device: torch.device) -> str:

@@ -6,6 +6,8 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.models.compat import base_model
+from distillrl.models.vocabulary import padding_ids
+from distillrl.rollout.sampling import NO_TRUNCATION, Truncation
 from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
 
 
@@ -18,11 +20,13 @@ def generate(
     temperature: float = 1.0,
     max_new_tokens: int = 64,
     batch_size: int = 512,
+    truncation: Truncation = NO_TRUNCATION,
 ) -> Sequences:
     """`num_samples` completions per prompt (rows grouped by prompt: row i answers prompt i // num_samples).
 
-    temperature 0 is greedy decoding; sampling stops at any of the model's stop ids (stop_token_ids). Uses the
-    global torch RNG, which the trainer checkpoints.
+    temperature 0 is greedy decoding; sampling (with `truncation`: top_k, top_p, min_p) stops at any of the
+    model's stop ids (stop_token_ids) and never draws a padding row of the head (ids past the tokenizer's). Uses
+    the global torch RNG, which the trainer checkpoints.
     """
     repeated = [p for p in prompts for _ in range(num_samples)]
     prompt_index = torch.arange(len(prompts)).repeat_interleave(num_samples)
@@ -32,8 +36,8 @@ def generate(
     config = GenerationConfig(
         do_sample=temperature > 0,
         temperature=temperature if temperature > 0 else None,
-        top_k=0 if temperature > 0 else None,
-        top_p=1.0 if temperature > 0 else None,
+        **(truncation.generate_kwargs() if temperature > 0 else {"top_k": None, "top_p": None}),
+        suppress_tokens=padding_ids(tokenizer, model) or None,
         max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids,
         pad_token_id=tokenizer.pad_token_id,

@@ -5,11 +5,17 @@ from __future__ import annotations
 import random
 
 from distillrl.models.roles import Models
+from distillrl.rollout.sampling import Truncation
 from distillrl.rollout.sequences import Sequences, encode_pairs
 from distillrl.runtime import autocast
 from distillrl.rollout.speculative import speculative_generate
 from distillrl.scoring.signals import route_to_teachers
 from distillrl.tasks import Problem
+
+
+def rollout_truncation(rollout) -> Truncation:
+    """The sampling truncation of a RolloutConfig (top_k, top_p, min_p)."""
+    return Truncation(rollout.top_k, rollout.top_p, rollout.min_p)
 
 
 def dataset_sequences(models: Models, problems: list[Problem]) -> Sequences:
@@ -30,7 +36,8 @@ def teacher_sequences(models: Models, problems: list[Problem], rollout) -> Seque
         if len(rows) == 0:
             continue
         part = models.engine(teacher.model).generate([problems[i].prompt for i in rows.tolist()], rollout.group_size,
-                                                     rollout.temperature, rollout.max_new_tokens).to(models.device)  # fmt: skip
+                                                     rollout.temperature, rollout.max_new_tokens,
+                                                     rollout_truncation(rollout)).to(models.device)  # fmt: skip
         part.prompt_index = rows.to(models.device)[part.prompt_index]
         parts.append(part)
     sequences = Sequences.cat(parts, models.tokenizer.pad_token_id)
@@ -59,11 +66,11 @@ def sample_sequences(config, models: Models, problems: list[Problem], rng: rando
         if source == "speculative":
             sequences, acceptance = speculative_generate(
                 models.student, models.teacher, models.tokenizer, prompts, rollout.group_size, rollout.temperature,
-                rollout.max_new_tokens, rollout.speculative_top_k,
+                rollout.max_new_tokens, rollout.speculative_top_k, rollout_truncation(rollout),
             )  # fmt: skip
             return sequences, metrics | {"speculative_acceptance": acceptance}
         if source == "teacher":
             return teacher_sequences(models, problems, rollout), metrics
         sequences = models.engine(models.student).generate(prompts, rollout.group_size, rollout.temperature,
-                                                           rollout.max_new_tokens)  # fmt: skip
+                                                           rollout.max_new_tokens, rollout_truncation(rollout))  # fmt: skip
     return sequences, metrics

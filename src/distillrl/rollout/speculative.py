@@ -12,16 +12,18 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.models.compat import base_model, cache_keyword, output_cache
+from distillrl.models.vocabulary import shared_vocab_size
+from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
 from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
 from distillrl.scoring.forward import position_ids_from_mask
 
 
-def sample_token(logits: Tensor, temperature: float) -> Tensor:
-    """One token per row from softmax(logits / temperature); greedy at temperature 0."""
+def sample_token(logits: Tensor, temperature: float, truncation: Truncation = NO_TRUNCATION) -> Tensor:
+    """One token per row from softmax(truncate(logits / temperature)); greedy at temperature 0."""
     if temperature == 0:
         return logits.argmax(-1)
     logits = torch.nan_to_num(logits)  # a diverged model's nan/inf reach the loss, which stops the run with one line
-    return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(-1)
+    return torch.multinomial(torch.softmax(truncate_logits(logits / temperature, truncation), dim=-1), 1).squeeze(-1)
 
 
 def speculative_choice(proposal: Tensor, teacher_logits: Tensor, teacher_sample: Tensor, top_k: int) -> Tensor:
@@ -40,8 +42,10 @@ def speculative_generate(
     temperature: float = 1.0,
     max_new_tokens: int = 64,
     top_k: int = 25,
+    truncation: Truncation = NO_TRUNCATION,
 ) -> tuple[Sequences, float]:
-    """Interleaved completions (rows grouped by prompt) and the share of student proposals the teacher kept."""
+    """Interleaved completions (rows grouped by prompt) and the share of student proposals the teacher kept; both
+    models sample with `truncation` over the tokenizer's ids (never a padding row of a head)."""
     repeated = [p for p in prompts for _ in range(num_samples)]
     prompt_index = torch.arange(len(prompts), device=student.device).repeat_interleave(num_samples)
     prompt_ids, prompt_mask = (t.to(student.device) for t in encode_prompts(tokenizer, repeated))
@@ -53,6 +57,7 @@ def speculative_generate(
     finished = torch.zeros(len(repeated), dtype=torch.bool, device=student.device)
     stop_ids = stop_token_ids(tokenizer, base_model(student))
     stop_tensor = torch.tensor(stop_ids, device=student.device)
+    vocab_size = shared_vocab_size(tokenizer, [student, teacher])
     tokens, kept, proposed = [], 0, 0
     for _ in range(max_new_tokens):
         last = {}
@@ -60,9 +65,10 @@ def speculative_generate(
             device = next(model.parameters()).device
             out = model(input_ids=inputs.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                         use_cache=True, logits_to_keep=1, **{cache_keyword(model): caches[role]})  # fmt: skip
-            caches[role], last[role] = output_cache(out), out.logits[:, -1].float().to(student.device)
-        proposal = sample_token(last["student"], temperature)
-        token = speculative_choice(proposal, last["teacher"], sample_token(last["teacher"], temperature), top_k)
+            caches[role], last[role] = output_cache(out), out.logits[:, -1, :vocab_size].float().to(student.device)
+        proposal = sample_token(last["student"], temperature, truncation)
+        token = speculative_choice(proposal, last["teacher"], sample_token(last["teacher"], temperature, truncation),
+                                   top_k)  # fmt: skip
         kept += ((token == proposal) & ~finished).sum()
         proposed += (~finished).sum()
         token = torch.where(finished, tokenizer.pad_token_id, token)

@@ -20,6 +20,8 @@ from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 
 from distillrl.models.compat import base_model, cache_keyword
+from distillrl.models.vocabulary import padding_ids
+from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
 from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
 
 MIN_PROMPT_BUCKET = 16
@@ -40,15 +42,15 @@ def batch_bucket(rows: int) -> int:
     return -(-rows // BATCH_MULTIPLE) * BATCH_MULTIPLE
 
 
-def sample_from_logits(logits: Tensor, temperature: float) -> Tensor:
-    """One token per row from softmax(logits / T) (argmax at T = 0), without a host sync: [B, V] -> [B].
+def sample_from_logits(logits: Tensor, temperature: float, truncation: Truncation = NO_TRUNCATION) -> Tensor:
+    """One token per row from softmax(truncate(logits / T)) (argmax at T = 0), without a host sync: [B, V] -> [B].
 
     Uses argmax_v p_v / E_v with E_v ~ Exp(1) i.i.d., which picks v with probability p_v (the exponential race;
     torch.multinomial would sync on a GPU).
     """
     if temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(truncate_logits(logits.float() / temperature, truncation), dim=-1)
     return (probs / torch.empty_like(probs).exponential_(1)).argmax(-1)
 
 
@@ -69,6 +71,7 @@ class StaticCacheEngine:
         self.device = next(model.parameters()).device
         self.check_every = check_every or (8 if self.device.type == "cuda" else 1)
         self.stop_ids = stop_token_ids(tokenizer, base_model(model))
+        self.vocab_size = len(tokenizer) if padding_ids(tokenizer, model) else None  # a padded head: its tokens only
         if next(model.parameters()).dtype == dtype:
             self.runner = model
         else:
@@ -91,10 +94,11 @@ class StaticCacheEngine:
             torch._foreach_copy_(list(self.runner.parameters()), list(self.model.parameters()))
 
     def _last_logits(self, input_ids: Tensor, position_ids: Tensor, attention_mask: Tensor, cache: StaticCache) -> Tensor:
-        """Logits of the last position, float32 [B, V]; writes the inputs' keys and values into `cache`."""
+        """Logits of the last position over the tokenizer's ids, float32 [B, V]; writes the inputs' keys and values
+        into `cache`."""
         output = self.runner(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
                              use_cache=True, logits_to_keep=1, **{self.cache_keyword: cache})  # fmt: skip
-        return output.logits[:, -1].float()
+        return output.logits[:, -1, : self.vocab_size].float()
 
     def _cache(self, rows: int, length: int) -> StaticCache:
         key = (rows, length)
@@ -108,7 +112,7 @@ class StaticCacheEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0,
-                 max_new_tokens: int = 64) -> Sequences:  # fmt: skip
+                 max_new_tokens: int = 64, truncation: Truncation = NO_TRUNCATION) -> Sequences:  # fmt: skip
         """`num_samples` completions per prompt (row i answers prompt i // num_samples); temperature 0 is greedy."""
         self.sync()
         was_training = self.runner.training
@@ -118,13 +122,14 @@ class StaticCacheEngine:
         parts = []
         for start in range(0, len(repeated), self.batch_size):
             prompt_ids, prompt_mask = (t.to(self.device) for t in encode_prompts(self.tokenizer, repeated[start : start + self.batch_size]))
-            completion_ids = self._decode_batch(prompt_ids, prompt_mask, temperature, max_new_tokens)
+            completion_ids = self._decode_batch(prompt_ids, prompt_mask, temperature, max_new_tokens, truncation)
             parts.append(join_prompts_and_completions(self.tokenizer, prompt_ids, prompt_mask, completion_ids,
                                                       prompt_index[start : start + self.batch_size], self.stop_ids))  # fmt: skip
         self.runner.train(was_training)
         return Sequences.cat(parts, self.tokenizer.pad_token_id)
 
-    def _decode_batch(self, prompt_ids: Tensor, prompt_mask: Tensor, temperature: float, max_new_tokens: int) -> Tensor:
+    def _decode_batch(self, prompt_ids: Tensor, prompt_mask: Tensor, temperature: float, max_new_tokens: int,
+                      truncation: Truncation) -> Tensor:  # fmt: skip
         """Completions [n, L] of left-padded prompts [n, P] (padded here to the buckets, then cut back to n rows)."""
         rows, width = prompt_ids.shape
         padded_rows, padded_width = batch_bucket(rows), prompt_bucket(width)
@@ -147,7 +152,7 @@ class StaticCacheEngine:
         tokens = torch.full((padded_rows, max_new_tokens), pad, dtype=prompt_ids.dtype, device=self.device)
         steps = max_new_tokens
         for step in range(max_new_tokens):
-            token = torch.where(finished, pad, sample_from_logits(logits, temperature))
+            token = torch.where(finished, pad, sample_from_logits(logits, temperature, truncation))
             tokens[:, step] = token
             finished |= torch.isin(token, stop_ids)
             if step + 1 == max_new_tokens or ((step + 1) % self.check_every == 0 and bool(finished.all())):

@@ -61,12 +61,14 @@ def completion_logits(
     completion_mask: Tensor,
     temperature: float = 1.0,
     packed: bool | None = None,
+    vocab_size: int | None = None,
 ) -> ChunkedLogits:
     """The model's logits for every completion token, in row-major order: N = completion_mask.sum().
 
     Runs the decoder once, over the padded [B, T] rectangle or (`packed`; default: packs_by_default) over the
     real tokens packed into one row, and keeps only the hidden states that predict completion tokens; the
-    output head is applied later, chunk by chunk (see ChunkedLogits). Heads with logit soft-capping or
+    output head is applied later, chunk by chunk (see ChunkedLogits). `vocab_size` keeps the head's first rows
+    only (the tokenizer's ids: padding rows past them are never scored). Heads with logit soft-capping or
     scaling are not plain linear maps and are refused.
     """
     config = model.config
@@ -83,5 +85,22 @@ def completion_logits(
         outputs = decoder(input_ids=input_ids, attention_mask=attention_mask,
                           position_ids=position_ids_from_mask(attention_mask), use_cache=False)  # fmt: skip
         hidden = outputs.last_hidden_state[predicts]  # [N, H]
+    weight, bias = output_head(model)
+    if vocab_size is not None and vocab_size < weight.shape[0]:
+        weight, bias = weight[:vocab_size], None if bias is None else bias[:vocab_size]
+    return ChunkedLogits(hidden=hidden, weight=weight, bias=bias, temperature=temperature)
+
+
+def output_head(model: PreTrainedModel) -> tuple[Tensor, Tensor | None]:
+    """The output head's weight [V, H] and bias, as the model's forward applies them: for a LoRA-adapted head
+    (peft, `lm_head` in `target_modules`) W + sum_a scale_a B_a A_a over the active adapters (none while the
+    adapter is disabled)."""
     head = model.get_output_embeddings()
-    return ChunkedLogits(hidden=hidden, weight=head.weight, bias=head.bias, temperature=temperature)
+    if not hasattr(head, "get_delta_weight"):
+        return head.weight, head.bias
+    weight = head.base_layer.weight
+    if not head.disable_adapters and not head.merged:
+        for adapter in head.active_adapters:
+            if adapter in head.lora_A:
+                weight = weight + head.get_delta_weight(adapter).to(weight.dtype)
+    return weight, head.base_layer.bias

@@ -63,7 +63,7 @@ def score_rollout(
 
     if "old_logprobs" in needs:
         batch.old_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
-        token_logprobs(FrozenScorer(models.student), all_rows, batch.old_logprobs)
+        token_logprobs(models.scorer(models.student), all_rows, batch.old_logprobs)
     teacher_signals = needs & {"teacher_logprobs", "teacher_topk", "teacher_logits"}
     if teacher_signals:
         batch.teacher_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)

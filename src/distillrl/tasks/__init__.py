@@ -7,17 +7,24 @@ from distillrl.tasks.base import Problem, Task
 from distillrl.tasks.lists import ListsTask
 from distillrl.tasks.mix import MixTask
 from distillrl.tasks.prompts import PromptsTask
+from distillrl.tasks.rewards import build_reward
 
 
 def build_task(config) -> Task:
-    """The task named by a TaskConfig."""
+    """The task named by a TaskConfig, with the reward it asks for (`task.reward`, `task.answer_format`,
+    `task.answer_match`; the built-in tasks keep their own `#` verifier by default)."""
     if config.name == "arith":
-        return ArithTask(config.difficulty, config.cot_fraction)
-    if config.name == "lists":
-        return ListsTask(config.lists)
-    if config.name == "mix":
-        return MixTask([ArithTask(config.difficulty, config.cot_fraction), ListsTask(config.lists)])
-    return PromptsTask(config.train_path, config.test_path)
+        task = ArithTask(config.difficulty, config.cot_fraction)
+    elif config.name == "lists":
+        task = ListsTask(config.lists)
+    elif config.name == "mix":
+        task = MixTask([ArithTask(config.difficulty, config.cot_fraction), ListsTask(config.lists)])
+    else:
+        task = PromptsTask(config.train_path, config.test_path)
+    reward = build_reward(config)
+    if reward is not None:
+        task.reward = reward
+    return task
 
 
 __all__ = ["ArithTask", "ListsTask", "MixTask", "Problem", "PromptsTask", "Task", "build_task"]

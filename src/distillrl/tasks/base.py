@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from distillrl.errors import UserError
@@ -21,6 +21,7 @@ class Problem:
     answer: str | None = None
     solution: str | None = None
     domain: str | None = None
+    row: dict | None = field(default=None, compare=False, repr=False)  # its data row (a prompt file's), for rewards
 
 
 def extract_final_answer(completion: str) -> str | None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from distillrl.errors import UserError
 from distillrl.files import read_utf8_text
-from distillrl.tasks.base import Problem, exact_match_reward
+from distillrl.tasks.base import Problem
+from distillrl.tasks.rewards import AnswerVerifier
 
 OPTIONAL_FIELDS = ("answer", "completion", "domain")
 
@@ -34,7 +35,8 @@ def _problem_from_row(row: object, where: str) -> Problem:
         if value is not None and not isinstance(value, (str, int, float)):
             raise DatasetError(f"{where}: field `{field}` must be a string or number, got {type(value).__name__}")
         values[field] = None if value is None else str(value)
-    return Problem(prompt=prompt, answer=values["answer"], solution=values["completion"], domain=values["domain"])
+    return Problem(prompt=prompt, answer=values["answer"], solution=values["completion"], domain=values["domain"],
+                   row=row)
 
 
 def _jsonl_rows(path: Path) -> list[tuple[object, str]]:
@@ -118,4 +120,4 @@ class PromptsTask:
             column = {"solution": "completion"}.get(field, field)
             raise DatasetError(f"{missing}: {why}, but this row has no `{column}`")
 
-    reward = staticmethod(exact_match_reward)
+    reward = AnswerVerifier()  # answer_format auto; build_task applies the task config's
