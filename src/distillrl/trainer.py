@@ -33,12 +33,13 @@ from distillrl.config import ConfigError, TrainConfig
 from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
-from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
-from distillrl.models.roles import Models, check_same_vocabulary, load_models, teacher_devices
+from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer
+from distillrl.models.roles import Models, chat_format, check_same_vocabulary, load_models, shortest_context, teacher_devices
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog
 from distillrl.report.plots import plot_training_curves
+from distillrl.rollout.chat import check_teacher_template
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
 from distillrl.run_dir import ClaimedRun, claim_run_directory
@@ -179,9 +180,14 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     if config.student.lora is not None:
         check_lora_targets(student, config.student.lora)
     tokenizer = load_tokenizer(student)
-    context = getattr(model_config(student), "max_position_embeddings", None)
-    check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, f"student.path {student}", context,
-                      max(config.rollout.max_new_tokens, config.eval.max_new_tokens))  # fmt: skip
+    chat = chat_format(config)
+    for index, teacher in enumerate(config.teacher_list):
+        if teacher.chat_template == "check":
+            check_teacher_template(tokenizer, load_tokenizer(teacher.path), chat, student, teacher.path,
+                                   f"teachers.{index}" if config.teachers else "teacher")  # fmt: skip
+    context, shortest = shortest_context(config)
+    check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, shortest, context,
+                      max(config.rollout.max_new_tokens, config.eval.max_new_tokens), chat)  # fmt: skip
     task.sample_train(random.Random(config.seed))  # a generator too small for any training problem fails here
     vocab_size = len(tokenizer)
     for leaf in config.objective.leaves():

@@ -16,6 +16,8 @@ from transformers import PreTrainedModel
 
 from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer, model_config
 from distillrl.models.student import load_student
+from distillrl.tasks.prompt_limits import max_positions
+from distillrl.rollout.chat import PLAIN, ChatFormat
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
 from distillrl.scoring.forward import completion_logits
@@ -59,13 +61,14 @@ class Models:
     device: torch.device  # the student's, where every Batch tensor lives
     precision: str  # fp32 or bf16 (resolved from `auto`)
     engine_name: str = "hf"  # rollout.engine
+    chat: ChatFormat = PLAIN  # how prompts are rendered and completions stop (task and rollout settings)
     engines: dict[tuple[int, int], RolloutEngine] = field(default_factory=dict)  # (id(model), batch size)
 
     def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
         """The rollout engine that samples from `model` (one per model and batch size, built on first use)."""
         key = (id(model), batch_size)
         if key not in self.engines:
-            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size)
+            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size, self.chat)
         return self.engines[key]
 
     @property
@@ -94,12 +97,41 @@ def teacher_devices(config, device: torch.device) -> list[torch.device]:
             if teacher.device else device for index, teacher in enumerate(config.teacher_list)]  # fmt: skip
 
 
+def model_roles(config) -> list[tuple[str, str]]:
+    """(field, path) of every model of a run: the student, each teacher and each teacher's reference."""
+    roles = [("student.path", config.student.path)]
+    for index, teacher in enumerate(config.teacher_list):
+        field = f"teachers.{index}" if config.teachers else "teacher"
+        roles += [(f"{field}.{key}", path) for key, path in (("path", teacher.path), ("reference", teacher.reference))
+                  if path is not None]  # fmt: skip
+    return roles
+
+
+def shortest_context(config) -> tuple[int | None, str]:
+    """The fewest positions any model of the run takes (None: unbounded) and that model, as `field path`."""
+    contexts = [(max_positions(model_config(path)), f"{field} {path}") for field, path in model_roles(config)]
+    bounded = [(context, name) for context, name in contexts if context is not None]
+    return min(bounded, key=lambda item: item[0]) if bounded else (None, contexts[0][1])
+
+
+def chat_format(config) -> ChatFormat:
+    """How the run renders prompts and stops completions: task.chat_template_kwargs, rollout.stop_strings and, with
+    task.truncate left, prompts cut to what leaves room for the longest completion in the shortest context."""
+    max_prompt_tokens = None
+    if config.task.truncate == "left":
+        context, _ = shortest_context(config)
+        new_tokens = max(config.rollout.max_new_tokens, config.eval.max_new_tokens)
+        max_prompt_tokens = None if context is None else context - new_tokens
+    return ChatFormat(dict(config.task.chat_template_kwargs), tuple(config.rollout.stop_strings), max_prompt_tokens,
+                      config.task.truncate)  # fmt: skip
+
+
 def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
     """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer, each
     on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
 
     Under bf16 the student keeps fp32 master weights (bf16 compute through autocast) and frozen models are
-    loaded in bf16."""
+    loaded in bf16. Every engine renders prompts and stops completions as chat_format(config) says."""
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     tokenizer = load_tokenizer(config.student.path)
@@ -121,4 +153,4 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
         if needs_reference and teacher.reference is not None:
             reference = FrozenScorer(frozen(teacher.reference, where))
         teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
-    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine)
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, chat_format(config))

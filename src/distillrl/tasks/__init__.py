@@ -17,7 +17,8 @@ def build_task(config) -> Task:
         return ListsTask(config.lists)
     if config.name == "mix":
         return MixTask([ArithTask(config.difficulty, config.cot_fraction), ListsTask(config.lists)])
-    return PromptsTask(config.train_path, config.test_path)
+    return PromptsTask(config.train_path, config.test_path, config.train_split, config.test_split, config.columns,
+                       config.dataset_config)
 
 
 __all__ = ["ArithTask", "ListsTask", "MixTask", "Problem", "PromptsTask", "Task", "build_task"]
