@@ -110,23 +110,23 @@ def test_hf_and_static_engines_stop_at_the_same_stop_string():
     assert results[0].input_ids.shape[1] - results[0].prompt_width == len(kept[0])  # generate stopped there
 
 
-ARITH = [(a, b) for a in range(2, 6) for b in range(2, 4)]  # 8 problems
+QUESTIONS_OF_42 = ["What is 40 plus 2?", "What is 6 times 7?", "What is 50 minus 8?", "What is 84 over 2?",
+                   "What is 21 plus 21?", "What is 30 plus 12?", "What is 7 times 6?", "What is 45 minus 3?"]
 
 
-def messages_file(path, system: bool = True) -> str:
+def messages_file(path) -> str:
     """A chat-messages jsonl: a system turn (or an earlier exchange), the question, the assistant's answer."""
     lines = []
-    for index, (a, b) in enumerate(ARITH):
+    for index, question in enumerate(QUESTIONS_OF_42):
         head = ([{"role": "system", "content": "Answer with #n."}] if index % 2 else
                 [{"role": "user", "content": "What is 1 plus 1?"}, {"role": "assistant", "content": "#2"}])  # fmt: skip
-        turns = head + [{"role": "user", "content": f"What is {a} plus {b}?"},
-                        {"role": "assistant", "content": f"#{a + b}"}]  # fmt: skip
-        lines.append(json.dumps({"messages": turns, "answer": str(a + b)}))
+        turns = head + [{"role": "user", "content": question}, {"role": "assistant", "content": "#42"}]
+        lines.append(json.dumps({"messages": turns, "answer": "42"}))
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
 
-def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_path):
+def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_path, monkeypatch):
     """SFT on a chat-messages file moves the held-out accuracy; the learnt <|im_end|> ends every rollout (the
     tokenizer's EOS and the generation config name only <|endoftext|>), nothing after it is trained on."""
     tokenizer = bpe_tokenizer()
@@ -140,13 +140,13 @@ def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_pat
         "output_dir": str(tmp_path / "run"), "student": {"path": student}, "teacher": None, "tensorboard": False,
         "task": {"name": "prompts", "train_path": data, "test_path": data},
         "rollout": {"source": "dataset", "prompts_per_step": 8, "group_size": 1, "max_new_tokens": 16},
-        "objective": {"name": "sft"}, "optim": {"steps": 40, "lr": 1e-2, "warmup_steps": 0, "schedule": "constant"},
+        "objective": {"name": "sft"}, "optim": {"steps": 20, "lr": 1e-2, "warmup_steps": 0, "schedule": "constant"},
         "eval": {"every": 0, "num_prompts": 8, "max_new_tokens": 16}, "checkpoint": {"every": 0},
     })  # fmt: skip
     summary = train(config, show_progress=False)
     before, after = summary["before"]["eval/accuracy_greedy"], summary["after"]["eval/accuracy_greedy"]
-    assert before == 0.0 and after >= 0.75, (before, after)
-    assert summary["after"]["eval/response_length"] <= 4  # "#7" and <|im_end|>, not 16 tokens
+    assert before == 0.0 and after == 1.0, (before, after)
+    assert summary["after"]["eval/response_length"] <= 4  # "#42" and <|im_end|>, not 16 tokens
 
     trained, im_end = load_causal_lm(f"{tmp_path}/run"), tokenizer.convert_tokens_to_ids("<|im_end|>")
     task = build_task(config.task)
@@ -159,6 +159,9 @@ def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_pat
             length = int(kept.sum())
             assert completion[length - 1] == im_end and kept[:length].all() and not kept[length:].any()
             assert (completion[length:] == tokenizer.pad_token_id).all()
+    monkeypatch.setattr("distillrl.rollout.chat.end_of_turn_id", lambda tokenizer: None)  # as before the fix
+    unstopped = HFEngine(trained, tokenizer).generate(prompts, 1, 0.0, 16)
+    assert unstopped.completion_lengths.tolist() == [16] * len(prompts)  # it would run on past <|im_end|>
 
 
 def test_a_teacher_whose_template_renders_other_tokens_is_refused(tmp_path):
@@ -191,12 +194,12 @@ def test_datasets_directories_load_a_split_with_a_column_mapping(tmp_path):
 
     folder = tmp_path / "files"
     folder.mkdir()
-    for split, pairs in (("train", ARITH[:6]), ("test", ARITH[6:])):
+    for split, pairs in (("train", [(2, 3), (4, 4), (6, 3)]), ("test", [(7, 1), (2, 2)])):
         rows = [{"question": f"What is {a} plus {b}?", "final": a + b} for a, b in pairs]
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     task = build_task(TaskConfig(name="prompts", train_path=str(folder), test_path=str(folder),
                                  columns={"prompt": "question", "answer": "final"}))  # fmt: skip
-    assert len(task.train) == 6 and task.test_problems(5)[0].prompt == "What is 5 plus 2?"
+    assert len(task.train) == 3 and task.test_problems(5)[0].prompt == "What is 7 plus 1?"
     assert task.test_where[0] == f"{folder} [test]: row 0"
     saved = tmp_path / "saved"
     datasets.DatasetDict({"train": datasets.Dataset.from_list([{"q": "What is 2 plus 2?", "a": "4"}]),
