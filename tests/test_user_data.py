@@ -240,3 +240,14 @@ def test_prompt_lengths_are_checked_against_every_models_context(tmp_path):
     ids, mask = encode_prompts(tokenizer, [long_prompt, "What is 12 plus 30?"], chat)
     assert chat.max_prompt_tokens == 32 and ids.shape[1] == 32
     assert tokenizer.decode(ids[0]).endswith("lazy dog.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_the_readme_walkthrough_config_validates():
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+    config = TrainConfig.model_validate(yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0]))
+    assert config.task.chat_template_kwargs == {"enable_thinking": False} and config.rollout.stop_strings == ["</answer>"]

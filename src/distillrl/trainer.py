@@ -184,7 +184,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     for index, teacher in enumerate(config.teacher_list):
         if teacher.chat_template == "check":
             check_teacher_template(tokenizer, load_tokenizer(teacher.path), chat, student, teacher.path,
-                                   f"teachers.{index}" if config.teachers else "teacher")  # fmt: skip
+                                   f"teachers.{index}.path" if config.teachers else "teacher.path")  # fmt: skip
     context, shortest = shortest_context(config)
     check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, shortest, context,
                       max(config.rollout.max_new_tokens, config.eval.max_new_tokens), chat)  # fmt: skip

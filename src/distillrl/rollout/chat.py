@@ -160,26 +160,29 @@ def cut_at_stop_string(text: str, stop_strings: tuple[str, ...]) -> str:
 
 def check_teacher_template(student: PreTrainedTokenizerBase, teacher: PreTrainedTokenizerBase, chat: ChatFormat,
                            student_name: str, teacher_name: str, field_name: str) -> None:  # fmt: skip
-    """Raise TemplateMismatch (naming `field_name`) when the teacher's own chat template renders a probe prompt, and
+    """Raise TemplateMismatch (naming `field_name`, e.g. `teacher.path`) when the teacher's own chat template renders a probe prompt, and
     a probe conversation, into other tokens than the student's: the teacher scores the student's rendering, so it
     would read prompts in a form it was not trained on (a student without a template and a teacher with one: the
     teacher would score raw prompts)."""
-    probes: list[Prompt] = ["What is 2 plus 3?"]
+    probes: list[Prompt] = ["what is 2+3?"]
     if student.chat_template and teacher.chat_template:
-        probes.append([{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "5"},
-                       {"role": "user", "content": "And 4 plus 4?"}])  # fmt: skip
-    hint = (f"; give both the same chat template, or set {field_name}.chat_template: student to let the teacher "
-            "score the student's rendering anyway")  # fmt: skip
-    if not student.chat_template and teacher.chat_template:
-        raise TemplateMismatch(f"{field_name}.path: the student {student_name} has no chat template, so prompts are "
-                               f"given raw, but the teacher {teacher_name} has one (it would score raw prompts){hint}")
+        probes.append([{"role": "user", "content": "what is 2+3?"}, {"role": "assistant", "content": "5"},
+                       {"role": "user", "content": "and 4+4?"}])  # fmt: skip
+    hint = "; give both the same chat template"
+    if field_name.endswith(".path"):
+        hint += f", or set {field_name.removesuffix('.path')}.chat_template: student to let the teacher score the " \
+                "student's rendering anyway"
     for probe in probes:
         try:
             mine, theirs = prompt_token_ids(student, [probe], chat)[0], prompt_token_ids(teacher, [probe], chat)[0]
         except TemplateError as error:
-            raise TemplateMismatch(f"{field_name}.path: the chat template of {teacher_name} or {student_name} fails "
+            raise TemplateMismatch(f"{field_name}: the chat template of {teacher_name} or {student_name} fails "
                                    f"on a probe conversation ({error}){hint}") from None
         if mine != theirs:
+            if not student.chat_template:
+                raise TemplateMismatch(f"{field_name}: the student {student_name} has no chat template, so prompts "
+                                       f"are given raw, but the teacher {teacher_name} has one (it would score raw "
+                                       f"prompts){hint}")  # fmt: skip
             shown = student.decode(mine), teacher.decode(theirs)
-            raise TemplateMismatch(f"{field_name}.path: the chat template of {teacher_name} renders a probe prompt as "
+            raise TemplateMismatch(f"{field_name}: the chat template of {teacher_name} renders a probe prompt as "
                                    f"{shown[1]!r}, the student's ({student_name}) as {shown[0]!r}{hint}")

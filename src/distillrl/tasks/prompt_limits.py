@@ -46,7 +46,7 @@ def check_prompts_fit(located_prompts: list[tuple[str, Prompt]], tokenizer: PreT
     if limited and lengths and max(lengths) > budget:
         longest = lengths.index(max(lengths))
         over = sum(length > budget for length in lengths)
-        others = f" ({over - 1} other prompts are too long too)" if over > 1 else ""
+        others = f" (the longest of {over} too long)" if over > 1 else ""
         raise UserError(f"{located_prompts[longest][0]}: the prompt is {lengths[longest]} tokens, {too_long}{others}"
                         f"{hint}")  # fmt: skip
     for (where, _), text, ids in zip(located_prompts, texts, encoded):
