@@ -167,7 +167,8 @@ def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_pat
 def test_a_teacher_whose_template_renders_other_tokens_is_refused(tmp_path):
     student = save_user_model(tmp_path / "student")
     other = bpe_tokenizer()
-    other.chat_template = "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nBe kind.<|im_end|>\n{% endif %}" + CHATML_TEMPLATE
+    default_system = "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nBe kind.<|im_end|>\n{% endif %}"
+    other.chat_template = default_system + CHATML_TEMPLATE
     teacher = save_user_model(tmp_path / "teacher", tokenizer=other, seed=1)
     bare = save_user_model(tmp_path / "bare", tokenizer=bpe_tokenizer(chat_template=False), seed=2)
     same = save_user_model(tmp_path / "same", seed=3)

@@ -160,8 +160,8 @@ def cut_at_stop_string(text: str, stop_strings: tuple[str, ...]) -> str:
 
 def check_teacher_template(student: PreTrainedTokenizerBase, teacher: PreTrainedTokenizerBase, chat: ChatFormat,
                            student_name: str, teacher_name: str, field_name: str) -> None:  # fmt: skip
-    """Raise TemplateMismatch (naming `field_name`, e.g. `teacher.path`) when the teacher's own chat template renders a probe prompt, and
-    a probe conversation, into other tokens than the student's: the teacher scores the student's rendering, so it
+    """Raise TemplateMismatch (naming `field_name`, e.g. `teacher.path`) when the teacher's own chat template
+    renders a probe prompt, and a probe conversation, into other tokens than the student's: the teacher scores the student's rendering, so it
     would read prompts in a form it was not trained on (a student without a template and a teacher with one: the
     teacher would score raw prompts)."""
     probes: list[Prompt] = ["what is 2+3?"]

@@ -125,7 +125,8 @@ def _dataset_rows(source: str, split: str, dataset_config: str | None, field: st
 
 
 def load_problems(path: str | Path, split: str = "train", columns: dict[str, str] | None = None,
-                  dataset_config: str | None = None, field: str = "task.train_path") -> tuple[list[Problem], list[str]]:  # fmt: skip
+                  dataset_config: str | None = None, field: str = "task.train_path",
+                  ) -> tuple[list[Problem], list[str]]:  # fmt: skip
     """Load and verify every row of a `.jsonl`/`.json` or `.parquet` prompt file, a directory (of data files, or of a
     saved `datasets` dataset: `split` of it) or a `datasets.load_dataset` name (`split`, `dataset_config`): the
     problems and where each one is (`file:line`, `file: row i` or `source [split]: row i`)."""
@@ -155,7 +156,8 @@ class PromptsTask:
     name = "prompts"
 
     def __init__(self, train_path: str, test_path: str | None = None, train_split: str = "train",
-                 test_split: str = "test", columns: dict[str, str] | None = None, dataset_config: str | None = None):  # fmt: skip
+                 test_split: str = "test", columns: dict[str, str] | None = None,
+                 dataset_config: str | None = None):  # fmt: skip
         self.train, self.train_where = load_problems(train_path, train_split, columns, dataset_config)
         self.test, self.test_where = (load_problems(test_path, test_split, columns, dataset_config, "task.test_path")
                                       if test_path else (None, []))  # fmt: skip
