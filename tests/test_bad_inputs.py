@@ -7,6 +7,7 @@ command line. The cases run in-process, most of them without loading a model.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -102,7 +103,35 @@ def control_config(ws: Workspace, text: str) -> list[str]:
     return ["control", "distill", ws.file("control.yaml", f"output_dir: {ws.root / 'control'}\n{text}")]
 
 
+def teacher_with(ws: Workspace, change, *settings: str) -> list[str]:
+    """`train` with a copy of zoo:teacher that `change(path)` alters (its template, its context)."""
+    path = ws.model("teacher")
+    change(path)
+    return ws.train(f"teacher.path={path}", *settings)
+
+
+def set_context(path: Path, positions: int) -> None:
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "max_position_embeddings": positions}))
+
+
+def student_without_template(ws: Workspace) -> Path:
+    """A copy of zoo:student-base without its chat template (as a base model may come)."""
+    path = ws.model("student-base")
+    (path / "chat_template.jinja").unlink()
+    return path
+
+
+def dataset_directory(ws: Workspace, *settings: str) -> list[str]:
+    """`train` on a directory that holds only a train split."""
+    folder = ws.root / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"question": "1+1=", "answer": "2"}\n')
+    return ws.train("task.name=prompts", f"task.train_path={folder}", f"task.test_path={folder}", *settings)
+
+
 GARBAGE = b"\x00\x01garbage" * 10
+LONG_ROW = '{"prompt": "1+2+3+4+5+6+7+8+9+1+2+3+4+5+6="}\n'  # 29 characters, 29 tokens
 DOMAIN_FILE = '{"prompt": "1+1=", "answer": "2", "domain": "arith"}\n{"prompt": "2+2=", "answer": "4", "domain": "code"}\n'
 
 CASES = {
@@ -203,6 +232,31 @@ CASES = {
                                                    "task.answer_format=xml"),
     "rollout.top_p 0": lambda ws: ws.train("rollout.top_p=0"),
     "rollout.min_p 1": lambda ws: ws.train("rollout.min_p=1"),
+    "prompt row with both prompt and messages": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1=", "messages": [{"role": "user", "content": "1+1="}]}\n'),
+    "messages turn without content": lambda ws: ws.prompts("p.jsonl", '{"messages": [{"role": "user"}]}\n'),
+    "messages not a list": lambda ws: ws.prompts("p.jsonl", '{"messages": "1+1="}\n'),
+    "messages holding only the answer": lambda ws: ws.prompts(
+        "p.jsonl", '{"messages": [{"role": "assistant", "content": "2"}]}\n'),
+    "prompt column mapped to a missing column": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1="}\n', "task.columns={prompt: question}"),
+    "columns for both prompt and messages": lambda ws: ws.prompts(
+        "p.jsonl", '{"prompt": "1+1="}\n', "task.columns={prompt: q, messages: m}"),
+    "columns on a generated task": lambda ws: ws.train("task.columns={prompt: q}"),
+    "columns naming an unknown field": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1="}\n', "task.columns={query: q}"),
+    "dataset directory without the test split": lambda ws: dataset_directory(ws, "task.columns={prompt: question}"),
+    "dataset directory without the prompt column": lambda ws: dataset_directory(ws),
+    "empty stop string": lambda ws: ws.train("rollout.stop_strings=['']"),
+    "unknown truncation side": lambda ws: ws.train("task.truncate=middle"),
+    "chat_template_kwargs not a mapping": lambda ws: ws.train("task.chat_template_kwargs=[enable_thinking]"),
+    "teacher with another chat template": lambda ws: teacher_with(
+        ws, lambda p: (p / "chat_template.jinja").write_text("Q: {{ messages[-1]['content'] }} A:")),
+    "student without a chat template, teacher with one": lambda ws: teacher_with(
+        ws, lambda p: (p / "chat_template.jinja").write_text("Q: {{ messages[-1]['content'] }} A:"),
+        f"student.path={student_without_template(ws)}"),
+    "prompt longer than the teacher's context": lambda ws: teacher_with(
+        ws, lambda p: set_context(p, 40), "task.name=prompts", f"task.train_path={ws.file('p.jsonl', LONG_ROW)}",
+        f"task.test_path={ws.root / 'p.jsonl'}"),
     # training that diverges
     "diverging run (lr 1e9)": lambda ws: ws.train("optim.lr=1e9", "checkpoint.every=0"),
     # eval

@@ -12,7 +12,6 @@ from distillrl.bench.experiments.mode_seeking import DIVERGENCES, fit, mass_near
 from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std, render_report
 from distillrl.bench.repro import check_out_dir
 from distillrl.cli import app
-from distillrl.config import TaskConfig
 from distillrl.evaluate import token_entropy
 from distillrl.forking import inspect_samples, render_html
 from distillrl.models.loading import load_causal_lm, load_tokenizer

@@ -84,7 +84,7 @@ def run_zoo_build(folder: Path, monkeypatch) -> None:
     monkeypatch.setattr(zoo, "ZOO_DIR", folder / "runs/zoo")  # as if shipped
     result = invoke("zoo", "build", "--only", "tiny-rl", "--out", "elsewhere")  # its base is not in elsewhere/
     assert (folder / "elsewhere/tiny-rl/config.json").exists() and not (folder / "elsewhere/tiny-base").exists()
-    assert "from " + str(folder / "runs/zoo/tiny-base") in " ".join(result.output.split())
+    assert "(from" + str(folder / "runs/zoo/tiny-base") in "".join(result.output.split())  # rich may fold a long path
 
 
 def run_zoo_list(folder: Path, monkeypatch) -> None:

@@ -5,11 +5,8 @@ sampling truncation, eval options and wandb."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import sys
-import warnings
 from pathlib import Path
 
 import pytest

@@ -63,15 +63,14 @@ ZOO_BUILD_DIR = Path("runs/zoo")
 def global_options(
     ctx: typer.Context, debug: bool = typer.Option(False, "--debug", help="show the traceback of an error")
 ) -> None:
-    """Options of every command. Keeps transformers' and the hub's progress bars and notices out of the run's own
-    output (set before either is imported; an explicit setting in the environment wins)."""
+    """Options of every command. Keeps transformers' and the hub's progress bars out of the run's own output (set
+    before either is imported; an explicit setting in the environment wins); their warnings still show (a prompt
+    past a model's positions, a generation setting the model ignores)."""
     ctx.meta[DEBUG] = debug
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "transformers" in sys.modules:  # imported already (the command runs inside a Python session): tell it
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
 
 
@@ -175,9 +174,10 @@ def eval_command(
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
     from distillrl.models.vocabulary import check_same_vocabulary
+    from distillrl.rollout.chat import PLAIN, check_teacher_template
     from distillrl.runtime import frozen_dtype
     from distillrl.tasks import build_task
-    from distillrl.tasks.prompt_limits import check_prompts_fit
+    from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
     from distillrl.tasks.rewards import check_task_answers
 
     if precision not in ("fp32", "bf16"):
@@ -191,11 +191,14 @@ def eval_command(
     task_object = build_task(task_config)
     problems = task_object.test_problems(n)
     tokenizer = load_tokenizer(model)
-    context = getattr(model_config(model), "max_position_embeddings", None)
-    check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--model {model}", context, max_new_tokens)
+    check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--model {model}", max_positions(model_config(model)),
+                      max_new_tokens)  # fmt: skip
     check_task_answers(task_object, tokenizer, trained=False)
     if teacher:
         check_same_vocabulary(model, teacher, "--teacher")
+        check_teacher_template(tokenizer, load_tokenizer(teacher), PLAIN, model, teacher, "--teacher")
+        check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--teacher {teacher}",
+                          max_positions(model_config(teacher)), max_new_tokens)  # fmt: skip
     student = load_causal_lm(model, dtype=frozen_dtype(precision))
     teacher_model = load_causal_lm(teacher, dtype=frozen_dtype(precision)) if teacher else None
     with console.status(f"evaluating {model} on {len(problems)} prompts"):
@@ -328,7 +331,8 @@ def inspect_command(
     from distillrl.models.vocabulary import check_same_vocabulary
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
-    from distillrl.tasks.prompt_limits import check_prompts_fit
+    from distillrl.rollout.chat import PLAIN, check_teacher_template
+    from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
 
     empty = next((i for i, text in enumerate(prompt) if not text), None)
     if empty is not None:
@@ -336,10 +340,11 @@ def inspect_command(
     if out.parent.exists() and not out.parent.is_dir():
         raise UserError(f"--out: {out.parent} is not a directory")
     tokenizer = load_tokenizer(student)
-    context = getattr(model_config(student), "max_position_embeddings", None)
-    check_prompts_fit([(f"--prompt {i + 1}", text) for i, text in enumerate(prompt)], tokenizer,
-                      f"--student {student}", context, max_new_tokens)  # fmt: skip
+    located = [(f"--prompt {i + 1}", text) for i, text in enumerate(prompt)]
     check_same_vocabulary(student, teacher, "--teacher")
+    check_teacher_template(tokenizer, load_tokenizer(teacher), PLAIN, student, teacher, "--teacher")
+    for option, path in (("--student", student), ("--teacher", teacher)):
+        check_prompts_fit(located, tokenizer, f"{option} {path}", max_positions(model_config(path)), max_new_tokens)
     student_model, teacher_model = load_causal_lm(student), load_causal_lm(teacher)
     answers = [answer_of(text) for text in prompt]
 

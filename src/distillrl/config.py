@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from distillrl.errors import UserError, one_line
 from distillrl.files import read_utf8_text
@@ -73,6 +73,10 @@ class TeacherConfig(Strict):
         None, description="a stored teacher: the directory `distillrl teacher cache` wrote (top-k log-probs of the "
         "dataset's sequences); no teacher is loaded; rollout.source dataset, fidelity topk or sampled"
     )
+    chat_template: Literal["check", "student"] = Field(
+        "check", description="check: refuse a teacher whose own chat template renders a probe conversation into other "
+        "tokens than the student's (it scores the student's rendering); student: let it score the student's rendering"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "TeacherConfig":
@@ -97,8 +101,25 @@ class TaskConfig(Strict):
     cot_fraction: float = Field(
         1.0, ge=0, le=1, description="arith only: share of training solutions that show their steps (else answer only)"
     )
-    train_path: str | None = Field(None, description="prompts only: jsonl or parquet with `prompt`, `answer`")
-    test_path: str | None = Field(None, description="prompts only: held-out prompts for evaluation")
+    train_path: str | None = Field(
+        None, description="prompts only: a .jsonl/.parquet file, a directory of data files or of a saved `datasets` "
+        "dataset, or a `datasets.load_dataset` name; rows hold `prompt` (a string) or `messages` (chat turns), and "
+        "optionally `answer`, `completion`, `domain`"
+    )
+    test_path: str | None = Field(None, description="prompts only: held-out prompts for evaluation (same forms)")
+    train_split: str = Field("train", description="prompts only: the split of a directory or dataset name to train on")
+    test_split: str = Field("test", description="prompts only: the split of a directory or dataset name to evaluate on")
+    dataset_config: str | None = Field(None, description="prompts only: the configuration of a `load_dataset` name")
+    columns: dict[Literal["prompt", "messages", "answer", "completion", "domain"], str] = Field(
+        default_factory=dict, description="prompts only: the column that holds each field, e.g. {prompt: question}"
+    )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="passed to the student's chat template, e.g. {enable_thinking: false} (Qwen3)"
+    )
+    truncate: Literal["error", "left"] = Field(
+        "error", description="a prompt too long for max_new_tokens in a model's context: error (at start, naming it) "
+        "or left (it loses its first tokens; BOS kept)"
+    )
     answer_format: Literal["auto", "hash", "boxed", "last_line"] | None = Field(
         None, description="where a completion states its answer: hash (after the last `#`), boxed (the last "
         "\\boxed{}), last_line, or auto (boxed, else hash, else last line); default: auto for prompt files, the "
@@ -117,8 +138,10 @@ class TaskConfig(Strict):
     def _check(self) -> "TaskConfig":
         if self.name == "prompts" and not self.train_path:
             raise ValueError("train_path: required when task.name is 'prompts'")
-        if self.name != "prompts" and (self.train_path or self.test_path):
-            raise ValueError("name: train_path/test_path only apply to task.name 'prompts'")
+        if self.name != "prompts" and (self.train_path or self.test_path or self.columns):
+            raise ValueError("name: train_path/test_path/columns only apply to task.name 'prompts'")
+        if "prompt" in self.columns and "messages" in self.columns:
+            raise ValueError("columns: a row holds either `prompt` or `messages`, not both")
         return self
 
 
@@ -141,6 +164,10 @@ class RolloutConfig(Strict):
     lmbda: float = Field(0.5, ge=0, le=1, description="mixed only: probability that a step is on-policy")
     seq_kd: bool = Field(False, description="mixed only: the off-policy steps use teacher samples, not the dataset")
     speculative_top_k: int = Field(25, ge=1, description="speculative only: the teacher's top-K that accepts a proposal")
+    stop_strings: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list, description="a completion also ends at the end of the first of these strings (the "
+        "reward reads the text up to there; later tokens are not trained on)"
+    )
     engine: Literal["auto", "hf", "static"] = Field(
         "auto", description="sampling engine: hf (transformers' generate), static (static KV cache, prompts padded to "
         "length buckets, a compiled decode step on GPUs) or auto (static on a GPU, hf on the CPU)"

@@ -39,14 +39,15 @@ from distillrl.distributed import World, join_world, launched_world_size, rank_s
 from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
 from distillrl.files import write_text_atomic
-from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer, model_config
-from distillrl.models.roles import Models, load_models, teacher_backend, teacher_devices
+from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer
+from distillrl.models.roles import Models, chat_format, load_models, shortest_context, teacher_backend, teacher_devices
 from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.tasks.rewards import check_task_answers
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog, wandb_module
 from distillrl.report.plots import plot_training_curves
+from distillrl.rollout.chat import check_teacher_template
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
 from distillrl.run_dir import ClaimedRun, claim_run_directory_of_world
@@ -212,9 +213,14 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
     if config.student.lora is not None:
         check_lora_targets(student, config.student.lora)
     tokenizer = load_tokenizer(student)
-    context = getattr(model_config(student), "max_position_embeddings", None)
-    check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, f"student.path {student}", context,
-                      max(config.rollout.max_new_tokens, config.eval.max_new_tokens))  # fmt: skip
+    chat = chat_format(config)
+    for index, teacher in enumerate(config.teacher_list):
+        if teacher.chat_template == "check" and teacher.backend == "local":  # a server's tokens: teacher_backend
+            check_teacher_template(tokenizer, load_tokenizer(teacher.path), chat, student, teacher.path,
+                                   f"teachers.{index}.path" if config.teachers else "teacher.path")  # fmt: skip
+    context, shortest = shortest_context(config)
+    check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, shortest, context,
+                      max(config.rollout.max_new_tokens, config.eval.max_new_tokens), chat)  # fmt: skip
     task.sample_train(random.Random(config.seed))  # a generator too small for any training problem fails here
     vocab_size = len(tokenizer)
     for leaf in config.objective.leaves():

@@ -14,9 +14,11 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from distillrl.models.loading import load_causal_lm, load_tokenizer
+from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
 from distillrl.models.student import load_student
 from distillrl.models.vocabulary import shared_vocab_size
+from distillrl.rollout.chat import PLAIN, ChatFormat
+from distillrl.tasks.prompt_limits import max_positions
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
 from distillrl.scoring.forward import completion_logits
@@ -69,13 +71,14 @@ class Models:
     precision: str  # fp32 or bf16 (resolved from `auto`)
     engine_name: str = "hf"  # rollout.engine
     vocab_size: int | None = None  # the ids scored: the tokenizer's, within every head (shared_vocab_size)
+    chat: ChatFormat = PLAIN  # how prompts are rendered and completions stop (task and rollout settings)
     engines: dict[tuple[int, int], RolloutEngine] = field(default_factory=dict)  # (id(model), batch size)
 
     def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
         """The rollout engine that samples from `model` (one per model and batch size, built on first use)."""
         key = (id(model), batch_size)
         if key not in self.engines:
-            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size)
+            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size, self.chat)
         return self.engines[key]
 
     def scorer(self, model: PreTrainedModel) -> FrozenScorer:
@@ -114,6 +117,34 @@ def teacher_backend(config, index: int) -> TeacherScorer:
     backend = StoredTeacher(teacher.cache, f"{field}.cache")
     backend.check(tokenizer, config.student.path, config.task.train_path, max(top_ks, default=None))
     return backend
+def model_roles(config) -> list[tuple[str, str]]:
+    """(field, path) of every model of this run's process: the student, each local teacher and each teacher's
+    reference (a server or cache teacher is not loaded here)."""
+    roles = [("student.path", config.student.path)]
+    for index, teacher in enumerate(config.teacher_list):
+        field = f"teachers.{index}" if config.teachers else "teacher"
+        paths = (("path", teacher.path if teacher.backend == "local" else None), ("reference", teacher.reference))
+        roles += [(f"{field}.{key}", path) for key, path in paths if path is not None]
+    return roles
+
+
+def shortest_context(config) -> tuple[int | None, str]:
+    """The fewest positions any model of the run takes (None: unbounded) and that model, as `field path`."""
+    contexts = [(max_positions(model_config(path)), f"{field} {path}") for field, path in model_roles(config)]
+    bounded = [(context, name) for context, name in contexts if context is not None]
+    return min(bounded, key=lambda item: item[0]) if bounded else (None, contexts[0][1])
+
+
+def chat_format(config) -> ChatFormat:
+    """How the run renders prompts and stops completions: task.chat_template_kwargs, rollout.stop_strings and, with
+    task.truncate left, prompts cut to what leaves room for the longest completion in the shortest context."""
+    max_prompt_tokens = None
+    if config.task.truncate == "left":
+        context, _ = shortest_context(config)
+        new_tokens = max(config.rollout.max_new_tokens, config.eval.max_new_tokens)
+        max_prompt_tokens = None if context is None else context - new_tokens
+    return ChatFormat(dict(config.task.chat_template_kwargs), tuple(config.rollout.stop_strings), max_prompt_tokens,
+                      config.task.truncate)  # fmt: skip
 
 
 def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
@@ -121,7 +152,7 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
     on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
 
     Under bf16 the student keeps fp32 master weights (bf16 compute through autocast) and frozen models are
-    loaded in bf16."""
+    loaded in bf16. Every engine renders prompts and stops completions as chat_format(config) says."""
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     tokenizer = load_tokenizer(config.student.path)
@@ -152,4 +183,5 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
     for scorer in [initial, *(teacher.reference for teacher in teachers), *local_teachers]:
         if scorer is not None:
             scorer.vocab_size = vocab_size
-    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size=vocab_size)
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size,
+                  chat_format(config))  # fmt: skip

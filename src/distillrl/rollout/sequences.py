@@ -8,6 +8,9 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
+from distillrl.rollout.chat import (PLAIN, ChatFormat, Prompt, cut_at_stop_string, encode_texts, prompt_token_ids,
+                                   stop_token_ids, tokens_through_stop_string, training_pair)
+
 
 @dataclass
 class Sequences:
@@ -73,23 +76,6 @@ class Sequences:
         )
 
 
-def prompt_text(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
-    """The text the model continues: the chat template's generation prompt when the tokenizer has one."""
-    if tokenizer.chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-    return prompt
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model=None) -> list[int]:
-    """Every id that ends a completion: the tokenizer's EOS and each EOS id of the model's generation config
-    (instruct models list several, e.g. <|im_end|> and <|endoftext|>)."""
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
-    ids.discard(None)
-    return sorted(ids)
-
-
 def mask_after_eos(completion_ids: Tensor, stop_ids: list[int] | Tensor) -> Tensor:
     """1 on each completion token up to and including its first stop token, 0 after it: [B, L]."""
     stop_ids = torch.as_tensor(stop_ids, device=completion_ids.device)
@@ -105,12 +91,21 @@ def join_prompts_and_completions(
     completion_ids: Tensor,
     prompt_index: Tensor,
     stop_ids: list[int] | None = None,
+    stop_strings: tuple[str, ...] = (),
 ) -> Sequences:
-    """Assemble Sequences from left-padded prompts [B, P] and completions [B, L] (anything after the first stop
-    token ignored; `stop_ids` defaults to the tokenizer's EOS)."""
+    """Assemble Sequences from left-padded prompts [B, P] and completions [B, L]: anything after the first stop
+    token (`stop_ids`, default the tokenizer's EOS) or after the token that completes the first of `stop_strings`
+    is masked and replaced by padding, and the completion text ends there."""
     completion_mask = mask_after_eos(completion_ids, stop_ids or [tokenizer.eos_token_id])
+    if stop_strings:
+        kept = [tokens_through_stop_string(tokenizer, row[: int(n)].tolist(), stop_strings)
+                for row, n in zip(completion_ids, completion_mask.sum(-1))]  # fmt: skip
+        positions = torch.arange(completion_ids.shape[1], device=completion_ids.device)
+        completion_mask = (positions[None] < torch.tensor(kept, device=completion_ids.device)[:, None]).long()
     completion_ids = torch.where(completion_mask.bool(), completion_ids, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    if stop_strings:
+        texts = [cut_at_stop_string(text, stop_strings) for text in texts]
     return Sequences(
         input_ids=torch.cat([prompt_ids, completion_ids], dim=1),
         attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
@@ -121,23 +116,37 @@ def join_prompts_and_completions(
     )
 
 
-def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> tuple[Tensor, Tensor]:
-    """Tokenise prompts (through the chat template) with left padding: ids and mask [B, P]."""
-    texts = [prompt_text(tokenizer, p) for p in prompts]
-    encoded = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-    return encoded["input_ids"], encoded["attention_mask"]
+def left_pad(rows: list[list[int]], pad_token_id: int) -> tuple[Tensor, Tensor]:
+    """Token id rows left-padded to the longest: ids and mask [B, P]."""
+    width = max((len(row) for row in rows), default=0)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        if row:
+            ids[index, width - len(row) :] = torch.tensor(row)
+            mask[index, width - len(row) :] = 1
+    return ids, mask
 
 
-def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: list[str], completions: list[str]) -> Sequences:
-    """Sequences for given (prompt, completion) pairs, each completion closed by EOS (dataset / teacher traces)."""
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], chat: ChatFormat = PLAIN
+                   ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Tokenise prompts (rendered as rollout/chat.py says) with left padding: ids and mask [B, P]."""
+    return left_pad(prompt_token_ids(tokenizer, prompts, chat), tokenizer.pad_token_id)
+
+
+def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], completions: list[str],
+                 chat: ChatFormat = PLAIN) -> Sequences:  # fmt: skip
+    """Sequences for given (prompt, completion) pairs (dataset solutions, SFT targets), each completion closed by
+    the chat template's end-of-turn token (training_pair; EOS without a template)."""
+    pairs = [training_pair(tokenizer, p, c, chat) for p, c in zip(prompts, completions)]
+    prompt_ids, prompt_mask = left_pad(encode_texts(tokenizer, [p for p, _ in pairs], chat), tokenizer.pad_token_id)
     encoded = tokenizer(
-        [c + tokenizer.eos_token for c in completions],
+        [c for _, c in pairs],
         return_tensors="pt",
         padding=True,
         padding_side="right",
         add_special_tokens=False,
     )
     return join_prompts_and_completions(
-        tokenizer, prompt_ids, prompt_mask, encoded["input_ids"], torch.arange(len(prompts))
+        tokenizer, prompt_ids, prompt_mask, encoded["input_ids"], torch.arange(len(prompts)), stop_token_ids(tokenizer)
     )

@@ -23,7 +23,8 @@ def dataset_sequences(models: Models, problems: list[Problem]) -> Sequences:
     missing = next((p.prompt for p in problems if p.solution is None), None)
     if missing is not None:
         raise ValueError(f"rollout.source: the dataset has no solution for prompt {missing!r}")
-    return encode_pairs(models.tokenizer, [p.prompt for p in problems], [p.solution for p in problems]).to(models.device)
+    return encode_pairs(models.tokenizer, [p.prompt for p in problems], [p.solution for p in problems],
+                        models.chat).to(models.device)  # fmt: skip
 
 
 def teacher_sequences(models: Models, problems: list[Problem], rollout) -> Sequences:
@@ -66,7 +67,7 @@ def sample_sequences(config, models: Models, problems: list[Problem], rng: rando
         if source == "speculative":
             sequences, acceptance = speculative_generate(
                 models.student, models.teacher, models.tokenizer, prompts, rollout.group_size, rollout.temperature,
-                rollout.max_new_tokens, rollout.speculative_top_k, rollout_truncation(rollout),
+                rollout.max_new_tokens, rollout.speculative_top_k, rollout_truncation(rollout), models.chat,
             )  # fmt: skip
             return sequences, metrics | {"speculative_acceptance": acceptance}
         if source == "teacher":

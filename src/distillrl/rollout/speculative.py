@@ -13,8 +13,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.models.compat import base_model, cache_keyword, output_cache
 from distillrl.models.vocabulary import shared_vocab_size
+from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
+from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
 from distillrl.scoring.forward import position_ids_from_mask
 
 
@@ -37,18 +38,19 @@ def speculative_generate(
     student: PreTrainedModel,
     teacher: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[Prompt],
     num_samples: int = 1,
     temperature: float = 1.0,
     max_new_tokens: int = 64,
     top_k: int = 25,
     truncation: Truncation = NO_TRUNCATION,
+    chat: ChatFormat = PLAIN,
 ) -> tuple[Sequences, float]:
     """Interleaved completions (rows grouped by prompt) and the share of student proposals the teacher kept; both
     models sample with `truncation` over the tokenizer's ids (never a padding row of a head)."""
     repeated = [p for p in prompts for _ in range(num_samples)]
     prompt_index = torch.arange(len(prompts), device=student.device).repeat_interleave(num_samples)
-    prompt_ids, prompt_mask = (t.to(student.device) for t in encode_prompts(tokenizer, repeated))
+    prompt_ids, prompt_mask = (t.to(student.device) for t in encode_prompts(tokenizer, repeated, chat))
     was_training = student.training
     student.eval()
     inputs, mask = prompt_ids, prompt_mask
@@ -81,5 +83,5 @@ def speculative_generate(
         positions = positions[:, -1:] + 1
     student.train(was_training)
     sequences = join_prompts_and_completions(tokenizer, prompt_ids, prompt_mask, torch.stack(tokens, dim=1), prompt_index,
-                                             stop_ids)  # fmt: skip
+                                             stop_ids, chat.stop_strings)  # fmt: skip
     return sequences, float(kept) / max(float(proposed), 1.0)

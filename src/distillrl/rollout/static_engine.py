@@ -4,7 +4,7 @@ Prompts are left-padded to a length bucket (a power of two, at least 16) and the
 run meets only a handful of shapes; each shape keeps its StaticCache, and the compiled decode step (CUDA graphs
 on a GPU) is replayed across steps instead of recompiled. Each decode step runs one token for every row; rows
 that have ended hold the pad token, and decoding stops once every row has ended (checked every `check_every`
-tokens: one host sync each).
+tokens: one host sync each). Stop strings are applied to the finished rows (the rows decode on past them).
 
 The policy that samples is a copy of the model in the compute dtype (bf16 under bf16 precision: no weight casts
 inside the decode graph) whose weights are refreshed from the trained model at the start of every call; in
@@ -21,8 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 
 from distillrl.models.compat import base_model, cache_keyword
 from distillrl.models.vocabulary import padding_ids
+from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions, stop_token_ids
+from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
 
 MIN_PROMPT_BUCKET = 16
 BATCH_MULTIPLE = 8
@@ -63,11 +64,13 @@ class StaticCacheEngine:
     """prompts -> Sequences with a static KV cache; `compile` compiles the decode step (reduce-overhead)."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype,
-                 compile: bool, batch_size: int = 512, check_every: int | None = None):  # fmt: skip
+                 compile: bool, batch_size: int = 512, check_every: int | None = None,
+                 chat: ChatFormat = PLAIN):  # fmt: skip
         self.model = model
         self.tokenizer = tokenizer
         self.dtype = dtype
         self.batch_size = batch_size
+        self.chat = chat
         self.device = next(model.parameters()).device
         self.check_every = check_every or (8 if self.device.type == "cuda" else 1)
         self.stop_ids = stop_token_ids(tokenizer, base_model(model))
@@ -111,7 +114,7 @@ class StaticCacheEngine:
         return cache
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], num_samples: int = 1, temperature: float = 1.0,
+    def generate(self, prompts: list[Prompt], num_samples: int = 1, temperature: float = 1.0,
                  max_new_tokens: int = 64, truncation: Truncation = NO_TRUNCATION) -> Sequences:  # fmt: skip
         """`num_samples` completions per prompt (row i answers prompt i // num_samples); temperature 0 is greedy."""
         self.sync()
@@ -121,10 +124,11 @@ class StaticCacheEngine:
         prompt_index = torch.arange(len(prompts), device=self.device).repeat_interleave(num_samples)
         parts = []
         for start in range(0, len(repeated), self.batch_size):
-            prompt_ids, prompt_mask = (t.to(self.device) for t in encode_prompts(self.tokenizer, repeated[start : start + self.batch_size]))
+            prompt_ids, prompt_mask = (t.to(self.device) for t in encode_prompts(self.tokenizer, repeated[start : start + self.batch_size], self.chat))
             completion_ids = self._decode_batch(prompt_ids, prompt_mask, temperature, max_new_tokens, truncation)
             parts.append(join_prompts_and_completions(self.tokenizer, prompt_ids, prompt_mask, completion_ids,
-                                                      prompt_index[start : start + self.batch_size], self.stop_ids))  # fmt: skip
+                                                      prompt_index[start : start + self.batch_size], self.stop_ids,
+                                                      self.chat.stop_strings))  # fmt: skip
         self.runner.train(was_training)
         return Sequences.cat(parts, self.tokenizer.pad_token_id)
 

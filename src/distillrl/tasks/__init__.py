@@ -20,7 +20,8 @@ def build_task(config) -> Task:
     elif config.name == "mix":
         task = MixTask([ArithTask(config.difficulty, config.cot_fraction), ListsTask(config.lists)])
     else:
-        task = PromptsTask(config.train_path, config.test_path)
+        task = PromptsTask(config.train_path, config.test_path, config.train_split, config.test_split, config.columns,
+                           config.dataset_config)
     reward = build_reward(config)
     if reward is not None:
         task.reward = reward

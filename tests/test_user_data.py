@@ -1,0 +1,254 @@
+"""User-style models and data (tests/user_models.py): chat templates, BOS, stopping, messages files, datasets
+directories, lengths. Each test builds its byte-level BPE models inside the test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import GenerationConfig
+
+from distillrl.config import TaskConfig, TrainConfig
+from distillrl.errors import UserError
+from distillrl.models.loading import load_causal_lm, load_tokenizer
+from distillrl.rollout.chat import (ChatFormat, TemplateMismatch, end_of_turn_id, prompt_text,
+                                    stop_token_ids)
+from distillrl.rollout.engines import HFEngine
+from distillrl.rollout.sequences import encode_pairs, encode_prompts, join_prompts_and_completions
+from distillrl.rollout.static_engine import StaticCacheEngine
+from distillrl.tasks import build_task
+from distillrl.trainer import check_before_loading, train
+from distillrl.objectives import build_objective
+from user_models import CHATML_TEMPLATE, bpe_tokenizer, save_user_model, user_model
+
+QWEN3_THINKING = (  # the part of Qwen3's template that enable_thinking switches
+    CHATML_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n{% if enable_thinking is "
+                            "defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+)
+
+
+def ids_of(tokenizer, *tokens: str) -> list[int]:
+    return [tokenizer.convert_tokens_to_ids(token) for token in tokens]
+
+
+def test_bos_is_kept_once_whether_or_not_the_template_writes_it():
+    adds_bos = bpe_tokenizer(bos=True)
+    bos = adds_bos.bos_token_id
+    for template in (CHATML_TEMPLATE, "{{ bos_token }}" + CHATML_TEMPLATE, None):
+        adds_bos.chat_template = template
+        ids, mask = encode_prompts(adds_bos, ["What is 12 plus 30?", "Half of seven?"])
+        for row, row_mask in zip(ids, mask):
+            kept = row[row_mask.bool()].tolist()
+            assert kept[0] == bos and bos not in kept[1:], (template, adds_bos.decode(kept))
+    plain = bpe_tokenizer()
+    ids, _ = encode_prompts(plain, ["What is 12 plus 30?"])
+    assert plain.decode(ids[0]).startswith("<|im_start|>user\nWhat is 12")
+
+
+def test_messages_and_template_kwargs_render_through_the_students_template():
+    tokenizer = bpe_tokenizer()
+    tokenizer.chat_template = QWEN3_THINKING
+    conversation = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is 7 times 6?"},
+                    {"role": "assistant", "content": "#42"}, {"role": "user", "content": "And half of seven?"}]
+    text = prompt_text(tokenizer, conversation, ChatFormat({"enable_thinking": False}))
+    assert text == ("<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nWhat is 7 times 6?<|im_end|>\n"
+                    "<|im_start|>assistant\n#42<|im_end|>\n<|im_start|>user\nAnd half of seven?<|im_end|>\n"
+                    "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    assert not prompt_text(tokenizer, conversation).endswith("</think>\n\n")
+    config = TrainConfig.model_validate({"task": {"chat_template_kwargs": {"enable_thinking": False}}})
+    from distillrl.models.roles import chat_format
+
+    assert chat_format(config).template_kwargs == {"enable_thinking": False}
+
+
+def test_dataset_completions_end_with_the_end_of_turn_token_not_a_textual_eos():
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"  # a base model's tokenizer: EOS is not the chat's end of turn
+    im_end, = ids_of(tokenizer, "<|im_end|>")
+    assert end_of_turn_id(tokenizer) == im_end and im_end in stop_token_ids(tokenizer)
+    sequences = encode_pairs(tokenizer, ["What is 12 plus 30?", [{"role": "user", "content": "Half of seven?"}]],
+                             ["#42", "3.5"])  # fmt: skip
+    for row in range(2):
+        completion = sequences.input_ids[row][sequences.completion_mask[row].bool()].tolist()
+        assert completion[-1] == im_end and tokenizer.eos_token_id not in completion  # "\n" after it: masked
+    assert sequences.completions == ["#42", "3.5"]
+
+
+def test_tokens_after_a_stop_id_or_a_stop_string_are_masked_and_unseen_by_the_reward():
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"
+    answer = tokenizer("The answer is 42. Paris is the capital", add_special_tokens=False)["input_ids"]
+    im_end, = ids_of(tokenizer, "<|im_end|>")
+    rows = torch.tensor([answer[:3] + [im_end] + answer[3:], answer + [tokenizer.pad_token_id]])
+    prompts = torch.ones(2, 1, dtype=torch.long)
+    plain = join_prompts_and_completions(tokenizer, prompts, prompts, rows, torch.arange(2), stop_token_ids(tokenizer))
+    assert plain.completion_mask[0, 1:].tolist() == [1, 1, 1, 1] + [0] * (len(answer) - 3)
+    assert plain.completion_mask[1, 1:].tolist() == [1] * (len(answer) + 1)  # through the EOS, as ever
+    assert plain.completions[0] == tokenizer.decode(answer[:3]) and plain.completions[1].endswith("the capital")
+    cut = join_prompts_and_completions(tokenizer, prompts, prompts, rows, torch.arange(2), stop_token_ids(tokenizer),
+                                       ("42.",))  # fmt: skip
+    assert cut.completions[1] == "The answer is 42."
+    kept = cut.input_ids[1, 1:][cut.completion_mask[1, 1:].bool()].tolist()
+    assert "42." in tokenizer.decode(kept) and "42." not in tokenizer.decode(kept[:-1])
+    assert (cut.input_ids[1, 1 + len(kept):] == tokenizer.pad_token_id).all()
+
+
+def test_hf_and_static_engines_stop_at_the_same_stop_string():
+    model, tokenizer = user_model(seed=3)
+    free = HFEngine(model, tokenizer).generate(["What is 12 plus 30?"], 1, 0.0, 12)
+    tokens = free.input_ids[0, free.prompt_width :][free.completion_mask[0, free.prompt_width :].bool()].tolist()
+    assert len(tokens) >= 4, "the random model should talk for a few tokens"
+    stop = tokenizer.decode(tokens[2:4])
+    chat = ChatFormat(stop_strings=(stop,))
+    results = [engine.generate(["What is 12 plus 30?"], 1, 0.0, 12) for engine in
+               (HFEngine(model, tokenizer, chat=chat), StaticCacheEngine(model, tokenizer, torch.float32, False, chat=chat))]
+    for sequences in results:
+        assert sequences.completions[0].endswith(stop) and sequences.completion_lengths[0] <= 4
+    kept = [s.input_ids[0, s.prompt_width :][s.completion_mask[0, s.prompt_width :].bool()].tolist() for s in results]
+    assert kept[0] == kept[1] == tokens[: len(kept[0])]
+    assert results[0].input_ids.shape[1] - results[0].prompt_width == len(kept[0])  # generate stopped there
+
+
+QUESTIONS_OF_42 = ["What is 40 plus 2?", "What is 6 times 7?", "What is 50 minus 8?", "What is 84 over 2?",
+                   "What is 21 plus 21?", "What is 30 plus 12?", "What is 7 times 6?", "What is 45 minus 3?"]
+
+
+def messages_file(path) -> str:
+    """A chat-messages jsonl: a system turn (or an earlier exchange), the question, the assistant's answer."""
+    lines = []
+    for index, question in enumerate(QUESTIONS_OF_42):
+        head = ([{"role": "system", "content": "Answer with #n."}] if index % 2 else
+                [{"role": "user", "content": "What is 1 plus 1?"}, {"role": "assistant", "content": "#2"}])  # fmt: skip
+        turns = head + [{"role": "user", "content": question}, {"role": "assistant", "content": "#42"}]
+        lines.append(json.dumps({"messages": turns, "answer": "42"}))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_path, monkeypatch):
+    """SFT on a chat-messages file moves the held-out accuracy; the learnt <|im_end|> ends every rollout (the
+    tokenizer's EOS and the generation config name only <|endoftext|>), nothing after it is trained on."""
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"
+    student = save_user_model(tmp_path / "student", tokenizer=tokenizer, hidden=64)
+    model = load_causal_lm(student)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(student)
+    data = messages_file(tmp_path / "chat.jsonl")
+    config = TrainConfig.model_validate({
+        "output_dir": str(tmp_path / "run"), "student": {"path": student}, "teacher": None, "tensorboard": False,
+        "task": {"name": "prompts", "train_path": data, "test_path": data},
+        "rollout": {"source": "dataset", "prompts_per_step": 8, "group_size": 1, "max_new_tokens": 16},
+        "objective": {"name": "sft"}, "optim": {"steps": 20, "lr": 1e-2, "warmup_steps": 0, "schedule": "constant"},
+        "eval": {"every": 0, "num_prompts": 8, "max_new_tokens": 16}, "checkpoint": {"every": 0},
+    })  # fmt: skip
+    summary = train(config, show_progress=False)
+    before, after = summary["before"]["eval/accuracy_greedy"], summary["after"]["eval/accuracy_greedy"]
+    assert before == 0.0 and after == 1.0, (before, after)
+    assert summary["after"]["eval/response_length"] <= 4  # "#42" and <|im_end|>, not 16 tokens
+
+    trained, im_end = load_causal_lm(f"{tmp_path}/run"), tokenizer.convert_tokens_to_ids("<|im_end|>")
+    task = build_task(config.task)
+    prompts = [p.prompt for p in task.test_problems(8)]
+    for engine in (HFEngine(trained, tokenizer), StaticCacheEngine(trained, tokenizer, torch.float32, False)):
+        sequences = engine.generate(prompts, 1, 0.0, 16)
+        for row in range(len(prompts)):
+            completion = sequences.input_ids[row, sequences.prompt_width :]
+            kept = sequences.completion_mask[row, sequences.prompt_width :]
+            length = int(kept.sum())
+            assert completion[length - 1] == im_end and kept[:length].all() and not kept[length:].any()
+            assert (completion[length:] == tokenizer.pad_token_id).all()
+    monkeypatch.setattr("distillrl.rollout.chat.end_of_turn_id", lambda tokenizer: None)  # as before the fix
+    unstopped = HFEngine(trained, tokenizer).generate(prompts, 1, 0.0, 16)
+    assert unstopped.completion_lengths.tolist() == [16] * len(prompts)  # it would run on past <|im_end|>
+
+
+def test_a_teacher_whose_template_renders_other_tokens_is_refused(tmp_path):
+    student = save_user_model(tmp_path / "student")
+    other = bpe_tokenizer()
+    default_system = "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nBe kind.<|im_end|>\n{% endif %}"
+    other.chat_template = default_system + CHATML_TEMPLATE
+    teacher = save_user_model(tmp_path / "teacher", tokenizer=other, seed=1)
+    bare = save_user_model(tmp_path / "bare", tokenizer=bpe_tokenizer(chat_template=False), seed=2)
+    same = save_user_model(tmp_path / "same", seed=3)
+    data = tmp_path / "p.jsonl"
+    data.write_text('{"prompt": "What is 12 plus 30?", "answer": "42"}\n')
+
+    def check(student_path: str, teacher_path: str, **teacher):
+        config = TrainConfig.model_validate({
+            "student": {"path": student_path}, "teacher": {"path": teacher_path, **teacher},
+            "task": {"name": "prompts", "train_path": str(data), "test_path": str(data)},
+            "rollout": {"max_new_tokens": 16}, "eval": {"max_new_tokens": 16, "num_prompts": 1}})  # fmt: skip
+        check_before_loading(config, build_task(config.task), build_objective(config.objective))
+
+    check(student, same)
+    with pytest.raises(TemplateMismatch, match=r"teacher\.path: the chat template of .*teacher renders .*Be kind"):
+        check(student, teacher)
+    check(student, teacher, chat_template="student")  # the user says the teacher may read the student's rendering
+    with pytest.raises(TemplateMismatch, match="has no chat template, so prompts are given raw"):
+        check(bare, student)
+
+
+def test_datasets_directories_load_a_split_with_a_column_mapping(tmp_path):
+    import datasets
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for split, pairs in (("train", [(2, 3), (4, 4), (6, 3)]), ("test", [(7, 1), (2, 2)])):
+        rows = [{"question": f"What is {a} plus {b}?", "final": a + b} for a, b in pairs]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = build_task(TaskConfig(name="prompts", train_path=str(folder), test_path=str(folder),
+                                 columns={"prompt": "question", "answer": "final"}))  # fmt: skip
+    assert len(task.train) == 3 and task.test_problems(5)[0].prompt == "What is 7 plus 1?"
+    assert task.test_where[0] == f"{folder} [test]: row 0"
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list([{"q": "What is 2 plus 2?", "a": "4"}]),
+                          "validation": datasets.Dataset.from_list([{"q": "What is 3 plus 3?", "a": "6"}])}
+                         ).save_to_disk(str(saved))  # fmt: skip
+    task = build_task(TaskConfig(name="prompts", train_path=str(saved), test_path=str(saved), test_split="validation",
+                                 columns={"prompt": "q", "answer": "a"}))  # fmt: skip
+    assert [p.answer for p in task.train + task.test] == ["4", "6"]
+    with pytest.raises(UserError, match=r"task.test_path: .*no split 'test'"):
+        build_task(TaskConfig(name="prompts", train_path=str(saved), test_path=str(saved), columns={"prompt": "q"}))
+    with pytest.raises(UserError, match=r"row 0: field `question` \(task.columns.prompt\) must be a non-empty string"):
+        build_task(TaskConfig(name="prompts", train_path=str(saved), columns={"prompt": "question"}))
+
+
+def test_prompt_lengths_are_checked_against_every_models_context(tmp_path):
+    student = save_user_model(tmp_path / "student", max_positions=256)
+    teacher = save_user_model(tmp_path / "teacher", max_positions=48, seed=1)
+    data = tmp_path / "p.jsonl"
+    long_prompt = " ".join(["The quick brown fox jumps over the lazy dog."] * 3)
+    data.write_text(json.dumps({"prompt": "What is 12 plus 30?"}) + "\n" + json.dumps({"prompt": long_prompt}) + "\n")
+
+    def config(**task):
+        return TrainConfig.model_validate({
+            "student": {"path": student}, "teacher": {"path": teacher},
+            "task": {"name": "prompts", "train_path": str(data), "test_path": str(data), **task},
+            "rollout": {"max_new_tokens": 16}, "eval": {"max_new_tokens": 16, "num_prompts": 2}})  # fmt: skip
+
+    refused = config()
+    with pytest.raises(UserError, match=rf"{data}:2: the prompt is \d+ tokens, more than teacher.path .*teacher can take "
+                                        r"\(48 tokens of context, 16 of them for the completion\)"):
+        check_before_loading(refused, build_task(refused.task), build_objective(refused.objective))
+    cut = config(truncate="left")
+    check_before_loading(cut, build_task(cut.task), build_objective(cut.objective))
+    from distillrl.models.roles import chat_format
+
+    chat = chat_format(cut)
+    tokenizer = load_tokenizer(student)
+    ids, mask = encode_prompts(tokenizer, [long_prompt, "What is 12 plus 30?"], chat)
+    assert chat.max_prompt_tokens == 32 and ids.shape[1] == 32
+    assert tokenizer.decode(ids[0]).endswith("lazy dog.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_the_readme_walkthrough_config_validates():
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+    config = TrainConfig.model_validate(yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0]))
+    assert config.task.chat_template_kwargs == {"enable_thinking": False} and config.rollout.stop_strings == ["</answer>"]
