@@ -213,16 +213,17 @@ def zoo_build(
 
 @zoo_app.command("list")
 def zoo_list() -> None:
-    """The built-in models, their size and where they are."""
+    """The built-in models, their size, held-out accuracy at build time (and their base's) and where they are."""
     from distillrl.models.loading import count_parameters, load_causal_lm
+    from distillrl.models.zoo import describe_build_record, read_build_record
 
     table = Table(title="built-in models")
-    for column in ("name", "parameters", "description", "path"):
+    for column in ("name", "parameters", "description", "held-out accuracy (greedy)", "path"):
         table.add_column(column)
     for name, spec in ZOO.items():
         path = ZOO_DIR / name
         size = f"{count_parameters(load_causal_lm(str(path))):,}" if (path / "config.json").exists() else "not built"
-        table.add_row(f"zoo:{name}", size, spec.description, str(path))
+        table.add_row(f"zoo:{name}", size, spec.description, describe_build_record(read_build_record(path)), str(path))
     console.print(table)
 
 
