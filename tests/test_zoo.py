@@ -54,3 +54,31 @@ def test_build_zoo_is_bit_reproducible(tmp_path, monkeypatch):
     for name in TINY:
         first, second = ((tmp_path / run / name / "model.safetensors").read_bytes() for run in ("first", "second"))
         assert first == second, name
+
+
+def test_the_shipped_hard_teacher_gains_over_its_base_on_held_out_hard_prompts():
+    """The records `zoo list` shows say +0.10 or more, and the weights agree on the first 40 held-out prompts."""
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+    from distillrl.models.zoo import ZOO_DIR
+
+    record = read_build_record(ZOO_DIR / "hard-teacher-arith")
+    assert (record["base"], record["task"], record["level"]) == ("hard-base", "arith", "hard")
+    assert record["accuracy_greedy"] - record["base_accuracy_greedy"] >= 0.10
+    accuracy = {}
+    for name in ("hard-base", "hard-teacher-arith"):
+        result = CliRunner().invoke(app, ["eval", "--model", f"zoo:{name}", "--task", "arith", "--level", "hard",
+                                          "--max-new-tokens", "64", "--n", "40"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        accuracy[name] = float(result.output.split("eval/accuracy_greedy")[1].split()[1])
+    assert accuracy["hard-teacher-arith"] >= accuracy["hard-base"] + 0.10, accuracy
+
+
+def test_eval_refuses_an_unknown_level():
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--model", "zoo:hard-base", "--level", "extreme"])
+    assert result.exit_code == 2 and "--level: unknown level 'extreme' (have: standard, hard)" in result.output

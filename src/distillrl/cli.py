@@ -153,6 +153,8 @@ def train_command(
 def eval_command(
     model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
     task: str = typer.Option("arith", help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers"),
+    level: str = typer.Option("standard", help="arith, lists, mix: standard or hard (the zoo's hard-* models; use "
+                              "--max-new-tokens 64)"),
     n: int = typer.Option(200, min=1, help="held-out prompts"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
     temperature: float = typer.Option(1.0, min=0.0, help="temperature of the sampled accuracy (0: greedy)"),
@@ -166,8 +168,12 @@ def eval_command(
     from distillrl.tasks import PromptsTask, build_task
     from distillrl.tasks.prompt_limits import check_prompts_fit
 
+    from distillrl.tasks.levels import TASK_LEVELS, level_task
+
+    if level not in TASK_LEVELS:
+        raise UserError(f"--level: unknown level {level!r} (have: {', '.join(TASK_LEVELS)})")
     builtin = task in ("arith", "lists", "mix")
-    task_object = build_task(TaskConfig(name=task)) if builtin else PromptsTask(task, task)
+    task_object = build_task(TaskConfig.model_validate(level_task(task, level))) if builtin else PromptsTask(task, task)
     problems = task_object.test_problems(n)
     tokenizer = load_tokenizer(model)
     context = getattr(model_config(model), "max_position_embeddings", None)

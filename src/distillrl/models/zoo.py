@@ -90,13 +90,13 @@ ZOO = {
         "hard-base", "3 layers x 96: SFT on hard arith and lists, then tuned to skip the arith steps on half the "
         "problems (a base that does not always think)",
         stages=(Stage(steps=1500, lr=2e-3, task="mix", level="hard"),
-                Stage(steps=150, lr=5e-4, task="mix", level="hard", cot_fraction=0.5, warmup_steps=10,
+                Stage(steps=30, lr=5e-4, task="mix", level="hard", cot_fraction=0.5, warmup_steps=10,
                       schedule="constant")),
         seed=31, hidden_size=96, num_layers=3, intermediate_size=288,
     ),
     "hard-teacher-arith": ZooModel(
         "hard-teacher-arith", "hard-base after GRPO on hard arith",
-        stages=(Stage(steps=150, lr=5e-5, task="arith", level="hard", **GRPO_STAGE),), seed=13, init_from="hard-base",
+        stages=(Stage(steps=20, lr=1e-4, task="arith", level="hard", **GRPO_STAGE),), seed=13, init_from="hard-base",
     ),
     "hard-student-mid": ZooModel(
         "hard-student-mid", "3 layers x 64: a short SFT on hard arith with chain of thought (a mid-trained, "

@@ -2,7 +2,8 @@
 
 `standard` is the built-in tasks' defaults (the zoo's first models and the first reproduction report). `hard`
 is the test bed with room for RL: arith with 3 to 5 operations (3 to 5 chained steps, then the answer; at most 62
-characters of solution) and lists of 4 to 8 values, where a small SFT'd model is decent but far from saturated.
+characters of solution), where a small SFT'd model is decent but far from saturated, and lists of 4 to 8 values
+(still easy: a 3 x 96 model trained on both reaches 0.99).
 """
 
 from __future__ import annotations
