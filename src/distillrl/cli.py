@@ -166,9 +166,8 @@ def eval_command(
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
     from distillrl.models.roles import check_same_vocabulary
     from distillrl.tasks import PromptsTask, build_task
-    from distillrl.tasks.prompt_limits import check_prompts_fit
-
     from distillrl.tasks.levels import TASK_LEVELS, level_task
+    from distillrl.tasks.prompt_limits import check_prompts_fit
 
     if level not in TASK_LEVELS:
         raise UserError(f"--level: unknown level {level!r} (have: {', '.join(TASK_LEVELS)})")

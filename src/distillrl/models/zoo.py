@@ -10,6 +10,12 @@ task's verifiable reward. The recipes below are the whole story:
   its steps, like a non-thinking model: on-policy distillation has to bring the teacher's behaviour back.
 - `domain-base` (3 x 96) learns both domains (arith and lists) by SFT; `teacher-arith` and `teacher-lists` are
   it after GRPO on one domain each: two same-size domain experts from one base, for multi-teacher fusion.
+- The hard bed (tasks at level "hard", distillrl.tasks.levels), where RL has something to find: `hard-base`
+  (3 x 96) learns hard arith and lists, then skips the arith steps on half the problems; `hard-teacher-arith`
+  is it after GRPO (which brings the steps back: +0.36 held-out); `hard-student-mid` (3 x 64) is a short SFT
+  with chain of thought, a thinking student at about half the teacher's accuracy.
+
+Each built model gets EVAL_FILE beside it: its held-out accuracy at build time (and its base's), for `zoo list`.
 
 The shipped models live in ZOO_DIR (`zoo:NAME` loads them). The recipes import nothing heavy (the command
 line lists their names in its help); torch, transformers and the trainer load when a model is built.
@@ -217,7 +223,6 @@ def read_build_record(path: Path) -> dict | None:
     """The EVAL_FILE of a built model folder, or None when it has none (models shipped before it existed)."""
     file = path / EVAL_FILE
     return json.loads(file.read_text()) if file.exists() else None
-
 
 
 def describe_build_record(record: dict | None) -> str:
