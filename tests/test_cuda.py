@@ -104,3 +104,14 @@ def test_bf16_first_step_ratio_is_exactly_one_on_the_gpu(tiny_config):
         policy = completion_logits(models.student, sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
         ratio = torch.exp(policy.token_logprobs(batch.target_ids) - batch.old_logprobs)
     assert torch.equal(ratio, torch.ones_like(ratio))
+
+
+def test_group_advantages_stay_on_the_gpu():
+    """GRPO and RLAD on a GPU: the group sums are built on the rewards' device (they were on the CPU, a crash)."""
+    from distillrl.objectives.policy_gradient import group_advantages
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], device="cuda")
+    advantages = group_advantages(rewards, torch.tensor([0, 0, 0, 1, 1, 1], device="cuda"))
+    assert advantages.device.type == "cuda"
+    torch.testing.assert_close(advantages.cpu(), torch.tensor([2 / 3 / 0.57735, -1 / 3 / 0.57735, -1 / 3 / 0.57735,
+                                                               0.0, 0.0, 0.0]), atol=1e-4, rtol=0)  # fmt: skip

@@ -3,7 +3,7 @@
 from safetensors.torch import load_file
 
 from distillrl.models import zoo
-from distillrl.models.zoo import Stage, ZooModel, build_zoo
+from distillrl.models.zoo import Stage, ZooModel, build_zoo, describe_build_record, read_build_record, stage_config
 
 TINY = {  # a base by SFT and a model that starts from it by GRPO, small enough to build in seconds
     "tiny-base": ZooModel("tiny-base", "1 layer x 16: SFT", stages=(Stage(steps=3, lr=1e-2, warmup_steps=1),),
@@ -22,6 +22,29 @@ def test_build_zoo_trains_a_base_then_a_grpo_model_from_it(tmp_path, monkeypatch
     assert base.keys() == rl.keys()  # same architecture: tiny-rl started from tiny-base
     assert any((base[k] - rl[k]).abs().max() > 0 for k in base)  # and its GRPO stage took optimizer steps
     assert (tmp_path / "tiny-rl" / "tokenizer.json").exists()
+    base_record, rl_record = (read_build_record(tmp_path / name) for name in ("tiny-base", "tiny-rl"))
+    assert base_record == {"task": "arith", "level": "standard", "accuracy_greedy": results["tiny-base"]["eval/accuracy_greedy"]}
+    assert rl_record["accuracy_greedy"] == results["tiny-rl"]["eval/accuracy_greedy"]
+    assert (rl_record["base"], rl_record["base_task"], rl_record["base_level"]) == ("tiny-base", "lists", "standard")
+    assert 0.0 <= rl_record["base_accuracy_greedy"] <= 1.0  # tiny-base measured on lists before the GRPO stage
+
+
+def test_build_record_reads_as_one_line_with_the_rl_gain(tmp_path):
+    record = {"task": "arith", "level": "hard", "accuracy_greedy": 0.62, "base": "hard-base", "base_task": "arith",
+              "base_level": "hard", "base_accuracy_greedy": 0.45}
+    assert describe_build_record(record) == "0.620 (arith, hard); base hard-base 0.450 (+0.170)"
+    assert describe_build_record(None) == "-"
+    assert read_build_record(tmp_path) is None  # a model shipped before records existed
+
+
+def test_a_hard_stage_trains_on_the_hard_task_with_room_for_its_solutions(tmp_path):
+    spec = ZooModel("m", "", stages=(Stage(steps=1, lr=1e-3, objective="grpo", task="mix", level="hard"),), seed=1)
+    config = stage_config(spec, spec.stages[0], tmp_path / "init", tmp_path / "out")
+    assert (config.task.difficulty.min_ops, config.task.difficulty.max_ops) == (3, 5)
+    assert (config.task.lists.min_length, config.task.lists.max_length) == (4, 8)
+    assert config.rollout.max_new_tokens == config.eval.max_new_tokens == 64  # hard solutions (at most 62 characters in 200,000 draws) and EOS fit
+    standard = stage_config(spec, Stage(steps=1, lr=1e-3), tmp_path / "init", tmp_path / "out")
+    assert standard.task.difficulty.max_ops == 3 and standard.eval.max_new_tokens == 48
 
 
 def test_build_zoo_is_bit_reproducible(tmp_path, monkeypatch):
@@ -31,3 +54,31 @@ def test_build_zoo_is_bit_reproducible(tmp_path, monkeypatch):
     for name in TINY:
         first, second = ((tmp_path / run / name / "model.safetensors").read_bytes() for run in ("first", "second"))
         assert first == second, name
+
+
+def test_the_shipped_hard_teacher_gains_over_its_base_on_held_out_hard_prompts():
+    """The records `zoo list` shows say +0.10 or more, and the weights agree on the first 40 held-out prompts."""
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+    from distillrl.models.zoo import ZOO_DIR
+
+    record = read_build_record(ZOO_DIR / "hard-teacher-arith")
+    assert (record["base"], record["task"], record["level"]) == ("hard-base", "arith", "hard")
+    assert record["accuracy_greedy"] - record["base_accuracy_greedy"] >= 0.10
+    accuracy = {}
+    for name in ("hard-base", "hard-teacher-arith"):
+        result = CliRunner().invoke(app, ["eval", "--model", f"zoo:{name}", "--task", "arith", "--level", "hard",
+                                          "--max-new-tokens", "64", "--n", "40"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        accuracy[name] = float(result.output.split("eval/accuracy_greedy")[1].split()[1])
+    assert accuracy["hard-teacher-arith"] >= accuracy["hard-base"] + 0.10, accuracy
+
+
+def test_eval_refuses_an_unknown_level():
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--model", "zoo:hard-base", "--level", "extreme"])
+    assert result.exit_code == 2 and "--level: unknown level 'extreme' (have: standard, hard)" in result.output

@@ -158,6 +158,8 @@ def train_command(
 def eval_command(
     model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
     task: str = typer.Option("arith", help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers"),
+    level: str = typer.Option("standard", help="arith, lists, mix: standard or hard (the zoo's hard-* models; use "
+                              "--max-new-tokens 64)"),
     n: int = typer.Option(200, min=1, help="held-out prompts"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
     temperature: float = typer.Option(1.0, min=0.0, help="temperature of the sampled accuracy (0: greedy)"),
@@ -177,15 +179,18 @@ def eval_command(
     from distillrl.rollout.chat import PLAIN, check_teacher_template
     from distillrl.runtime import frozen_dtype
     from distillrl.tasks import build_task
+    from distillrl.tasks.levels import TASK_LEVELS, level_task
     from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
     from distillrl.tasks.rewards import check_task_answers
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {precision}: use fp32 or bf16")
+    if level not in TASK_LEVELS:
+        raise UserError(f"--level: unknown level {level!r} (have: {', '.join(TASK_LEVELS)})")
     builtin = task in ("arith", "lists", "mix")
     try:
-        task_config = TaskConfig(name=task, answer_format=answer_format) if builtin else TaskConfig(
-            name="prompts", train_path=task, test_path=task, answer_format=answer_format)  # fmt: skip
+        task_config = TaskConfig.model_validate(level_task(task, level, answer_format=answer_format)) if builtin else (
+            TaskConfig(name="prompts", train_path=task, test_path=task, answer_format=answer_format))  # fmt: skip
     except ValidationError:
         raise UserError(f"--answer-format {answer_format}: use auto, hash, boxed or last_line") from None
     task_object = build_task(task_config)
@@ -252,16 +257,17 @@ def zoo_build(
 
 @zoo_app.command("list")
 def zoo_list() -> None:
-    """The built-in models, their size and where they are."""
+    """The built-in models, their size, held-out accuracy at build time (and their base's) and where they are."""
     from distillrl.models.loading import count_parameters, load_causal_lm
+    from distillrl.models.zoo import describe_build_record, read_build_record
 
     table = Table(title="built-in models")
-    for column in ("name", "parameters", "description", "path"):
+    for column in ("name", "parameters", "description", "held-out accuracy (greedy)", "path"):
         table.add_column(column)
     for name, spec in ZOO.items():
         path = ZOO_DIR / name
         size = f"{count_parameters(load_causal_lm(str(path))):,}" if (path / "config.json").exists() else "not built"
-        table.add_row(f"zoo:{name}", size, spec.description, str(path))
+        table.add_row(f"zoo:{name}", size, spec.description, describe_build_record(read_build_record(path)), str(path))
     console.print(table)
 
 

@@ -10,6 +10,12 @@ task's verifiable reward. The recipes below are the whole story:
   its steps, like a non-thinking model: on-policy distillation has to bring the teacher's behaviour back.
 - `domain-base` (3 x 96) learns both domains (arith and lists) by SFT; `teacher-arith` and `teacher-lists` are
   it after GRPO on one domain each: two same-size domain experts from one base, for multi-teacher fusion.
+- The hard bed (tasks at level "hard", distillrl.tasks.levels), where RL has something to find: `hard-base`
+  (3 x 96) learns hard arith and lists, then skips the arith steps on half the problems; `hard-teacher-arith`
+  is it after GRPO (which brings the steps back: +0.36 held-out); `hard-student-mid` (3 x 64) is a short SFT
+  with chain of thought, a thinking student at about half the teacher's accuracy.
+
+Each built model gets EVAL_FILE beside it: its held-out accuracy at build time (and its base's), for `zoo list`.
 
 The shipped models live in ZOO_DIR (`zoo:NAME` loads them). The recipes import nothing heavy (the command
 line lists their names in its help); torch, transformers and the trainer load when a model is built.
@@ -17,12 +23,16 @@ line lists their names in its help); torch, transformers and the trainer load wh
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from distillrl.files import write_text_atomic
+
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "checkpoints"
+EVAL_FILE = "zoo_eval.json"  # written beside each built model: its held-out accuracy (and its base's)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class Stage:
     lr: float
     objective: str = "sft"  # sft on the task's solutions, or grpo on its verifiable reward
     task: str = "arith"  # arith, lists or mix
+    level: str = "standard"  # the task's level (distillrl.tasks.levels): its difficulty and completion length
     cot_fraction: float = 1.0  # sft on arith: share of solutions that show their steps; the rest answer only
     warmup_steps: int = 50
     schedule: str = "cosine"
@@ -80,6 +91,25 @@ ZOO = {
         "teacher-lists", "domain-base after GRPO on lists",
         stages=(Stage(steps=150, lr=5e-5, task="lists", **GRPO_STAGE),), seed=5, init_from="domain-base",
     ),
+    # The hard test bed (issue 13): arith and lists at level "hard", where GRPO has something to find.
+    "hard-base": ZooModel(
+        "hard-base", "3 layers x 96: SFT on hard arith and lists, then tuned to skip the arith steps on half the "
+        "problems (a base that does not always think)",
+        stages=(Stage(steps=1500, lr=2e-3, task="mix", level="hard"),
+                Stage(steps=30, lr=5e-4, task="mix", level="hard", cot_fraction=0.5, warmup_steps=10,
+                      schedule="constant")),
+        seed=31, hidden_size=96, num_layers=3, intermediate_size=288,
+    ),
+    "hard-teacher-arith": ZooModel(
+        "hard-teacher-arith", "hard-base after GRPO on hard arith",
+        stages=(Stage(steps=20, lr=1e-4, task="arith", level="hard", **GRPO_STAGE),), seed=13, init_from="hard-base",
+    ),
+    "hard-student-mid": ZooModel(
+        "hard-student-mid", "3 layers x 64: a short SFT on hard arith with chain of thought (a mid-trained, "
+        "thinking student at about half the teacher's accuracy)",
+        stages=(Stage(steps=800, lr=2e-3, task="arith", level="hard"),), seed=12, hidden_size=64, num_layers=3,
+        intermediate_size=192,
+    ),
 }  # fmt: skip
 
 
@@ -109,22 +139,24 @@ def stage_config(spec: ZooModel, stage: Stage, init_path: Path, output_dir: Path
     """The training run (a TrainConfig) of one stage of a zoo recipe: SFT on solutions, or GRPO (8 samples per
     prompt)."""
     from distillrl.config import TrainConfig
+    from distillrl.tasks.levels import MAX_NEW_TOKENS, level_task
 
+    max_new_tokens = MAX_NEW_TOKENS[stage.level]
     if stage.objective == "sft":
         rollout = {"source": "dataset", "prompts_per_step": 64}
     else:
-        rollout = {"source": "student", "prompts_per_step": 32, "group_size": 8, "max_new_tokens": 48}
+        rollout = {"source": "student", "prompts_per_step": 32, "group_size": 8, "max_new_tokens": max_new_tokens}
     data = {
         "seed": spec.seed,
         "output_dir": str(output_dir),
         "student": {"path": str(init_path)},
         "teacher": None,
-        "task": {"name": stage.task, "cot_fraction": stage.cot_fraction},
+        "task": level_task(stage.task, stage.level, cot_fraction=stage.cot_fraction),
         "rollout": rollout,
         "objective": {"name": stage.objective},
         "optim": {"steps": stage.steps, "lr": stage.lr, "warmup_steps": stage.warmup_steps,
                   "schedule": stage.schedule, "min_lr_ratio": 0.05, "weight_decay": 0.01},
-        "eval": {"every": max(stage.steps // 5, 1), "num_prompts": 200},
+        "eval": {"every": max(stage.steps // 5, 1), "num_prompts": 200, "max_new_tokens": max_new_tokens},
         "checkpoint": {"every": 0, "keep": 1},
         "tensorboard": False,
     }  # fmt: skip
@@ -161,12 +193,44 @@ def build_zoo(out_dir: str | Path, names: list[str] | None = None, work_dir: str
                 model_path, start = work / f"{name}-init", "a fresh initialisation"
                 init_model(spec, len(tokenizer), tokenizer).save_pretrained(model_path)
                 tokenizer.save_pretrained(model_path)
+            summaries = []
             for index, stage in enumerate(spec.stages):
-                summary = train(stage_config(spec, stage, model_path, work / f"{name}-stage{index}"))
-                model_path = Path(summary["run_dir"]) / "final"
+                summaries.append(train(stage_config(spec, stage, model_path, work / f"{name}-stage{index}")))
+                model_path = Path(summaries[-1]["run_dir"]) / "final"
             target = out_dir / name
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(model_path, target)
-            results[name] = {**summary["after"], "init": str(start)}
+            write_text_atomic(target / EVAL_FILE, json.dumps(build_record(spec, summaries), indent=1) + "\n")
+            results[name] = {**summaries[-1]["after"], "init": str(start)}
     return results
+
+
+def build_record(spec: ZooModel, summaries: list[dict]) -> dict:
+    """What a build measured (saved beside the model as EVAL_FILE): the held-out greedy accuracy after the last
+    stage on its task and level; for a model that starts from a base, also the base's accuracy there (before the
+    first stage), so an RL stage's gain reads off the record."""
+    last = spec.stages[-1]
+    record = {"task": last.task, "level": last.level, "accuracy_greedy": summaries[-1]["after"]["eval/accuracy_greedy"]}
+    if spec.init_from is not None:
+        first = spec.stages[0]
+        record |= {"base": spec.init_from, "base_task": first.task, "base_level": first.level,
+                   "base_accuracy_greedy": summaries[0]["before"]["eval/accuracy_greedy"]}
+    return record
+
+
+def read_build_record(path: Path) -> dict | None:
+    """The EVAL_FILE of a built model folder, or None when it has none (models shipped before it existed)."""
+    file = path / EVAL_FILE
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def describe_build_record(record: dict | None) -> str:
+    """One line for `zoo list`: `0.620 (arith, hard); base hard-base 0.450 (+0.170)`, or `-` without a record."""
+    if record is None:
+        return "-"
+    line = f"{record['accuracy_greedy']:.3f} ({record['task']}, {record['level']})"
+    if "base" in record:
+        gain = record["accuracy_greedy"] - record["base_accuracy_greedy"]
+        line += f"; base {record['base']} {record['base_accuracy_greedy']:.3f} ({gain:+.3f})"
+    return line

@@ -20,9 +20,9 @@ def group_advantages(rewards: Tensor, group_index: Tensor, eps: float = 1e-6) ->
     std is the unbiased (n - 1) standard deviation, as in TRL and verl; a group of identical rewards gets A = 0.
     """
     groups, inverse = torch.unique(group_index, return_inverse=True)
-    count = torch.zeros(len(groups), dtype=rewards.dtype).index_add_(0, inverse, torch.ones_like(rewards))
-    mean = torch.zeros(len(groups), dtype=rewards.dtype).index_add_(0, inverse, rewards) / count
-    squares = torch.zeros(len(groups), dtype=rewards.dtype).index_add_(0, inverse, (rewards - mean[inverse]) ** 2)
+    count = torch.zeros(len(groups), dtype=rewards.dtype, device=rewards.device).index_add_(0, inverse, torch.ones_like(rewards))
+    mean = torch.zeros(len(groups), dtype=rewards.dtype, device=rewards.device).index_add_(0, inverse, rewards) / count
+    squares = torch.zeros(len(groups), dtype=rewards.dtype, device=rewards.device).index_add_(0, inverse, (rewards - mean[inverse]) ** 2)
     std = (squares / (count - 1).clamp(min=1)).sqrt()
     return (rewards - mean[inverse]) / (std[inverse] + eps)
 
