@@ -22,21 +22,30 @@ from distillrl.models.loading import load_tokenizer
 def tiny_decoder(kind: str = "llama", hidden: int = 64, layers: int = 2, seed: int = 0, vocab_size: int | None = None):
     """A random decoder of the given family (llama or qwen3) sized for the zoo's character tokenizer."""
     tokenizer = load_tokenizer("zoo:student-base")
-    common = dict(vocab_size=vocab_size or len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4,
-                  max_position_embeddings=256, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)  # fmt: skip
-    config = LlamaConfig(**common) if kind == "llama" else Qwen3Config(**common)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    model = random_decoder(kind, vocab_size or len(tokenizer), hidden, layers, seed, 256,
+                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     return model, tokenizer
 
 
-def save_decoder(path: Path, kind: str = "llama", **sizes) -> str:
-    model, tokenizer = tiny_decoder(kind, **sizes)
+def random_decoder(kind: str, vocab_size: int, hidden: int, layers: int, seed: int, max_positions: int, **token_ids):
+    """A seeded random Llama or Qwen3 decoder (4 heads, 2 KV heads, untied head) with the given special token ids."""
+    config_class = LlamaConfig if kind == "llama" else Qwen3Config
+    config = config_class(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4,
+                          max_position_embeddings=max_positions, tie_word_embeddings=False, **token_ids)  # fmt: skip
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def save_model(path: Path, model, tokenizer) -> str:
+    """`model` and `tokenizer` saved as a local checkpoint directory."""
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def save_decoder(path: Path, kind: str = "llama", **sizes) -> str:
+    return save_model(path, *tiny_decoder(kind, **sizes))
 
 
 CHATML_TEMPLATE = (
@@ -83,14 +92,9 @@ def user_model(kind: str = "qwen3", tokenizer: PreTrainedTokenizerFast | None = 
     stopping at both `<|im_end|>` and `<|endoftext|>`; `padded_rows` extra embedding rows no token uses."""
     tokenizer = tokenizer or bpe_tokenizer()
     eos_ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
-    common = dict(vocab_size=len(tokenizer) + padded_rows, hidden_size=hidden, intermediate_size=2 * hidden,
-                  num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=hidden // 4,
-                  max_position_embeddings=max_positions, eos_token_id=eos_ids[0],
-                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                  tie_word_embeddings=False)  # fmt: skip
-    config = LlamaConfig(**common) if kind == "llama" else Qwen3Config(**common)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    model = random_decoder(kind, len(tokenizer) + padded_rows, hidden, layers, seed, max_positions,
+                           eos_token_id=eos_ids[0], pad_token_id=tokenizer.pad_token_id,
+                           bos_token_id=tokenizer.bos_token_id)  # fmt: skip
     model.generation_config = GenerationConfig(eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id,
                                                bos_token_id=tokenizer.bos_token_id)
     return model, tokenizer
@@ -98,7 +102,4 @@ def user_model(kind: str = "qwen3", tokenizer: PreTrainedTokenizerFast | None = 
 
 def save_user_model(path: Path, kind: str = "qwen3", **options) -> str:
     """Save `user_model(kind, **options)` with its tokenizer as a local checkpoint directory."""
-    model, tokenizer = user_model(kind, **options)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_model(path, *user_model(kind, **options))
