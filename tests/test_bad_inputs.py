@@ -272,6 +272,11 @@ CASES = {
     "eval --temperature -1": lambda ws: ["eval", "--model", "zoo:student-base", "--temperature", "-1"],
     "eval --precision fp16": lambda ws: ["eval", "--model", "zoo:student-base", "--precision", "fp16"],
     "eval --answer-format unknown": lambda ws: ["eval", "--model", "zoo:student-base", "--answer-format", "xml"],
+    "eval --chat-template-kwargs not JSON": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--chat-template-kwargs", "{enable_thinking: false"],
+    "eval --chat-template-kwargs a list": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--chat-template-kwargs", "[1]"],
+    "eval --stop-string empty": lambda ws: ["eval", "--model", "zoo:student-base", "--stop-string", ""],
     "eval --batch-size 0": lambda ws: ["eval", "--model", "zoo:student-base", "--batch-size", "0"],
     # export
     "export into a non-empty directory": lambda ws: ["export", str(ws.run), "--out", str(ws.run)],

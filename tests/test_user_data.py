@@ -252,3 +252,34 @@ def test_the_readme_walkthrough_config_validates():
     section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
     config = TrainConfig.model_validate(yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0]))
     assert config.task.chat_template_kwargs == {"enable_thinking": False} and config.rollout.stop_strings == ["</answer>"]
+
+
+def test_eval_renders_as_the_run_trained_unless_told_otherwise(tmp_path):
+    """`distillrl eval` takes a run directory's chat_template_kwargs and stop strings; options override them."""
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+    from distillrl.rollout.chat import eval_chat_format
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: {chat_template_kwargs: {enable_thinking: false}}\n"
+                                     "rollout: {stop_strings: ['</answer>']}\n")  # fmt: skip
+    assert eval_chat_format(str(run), None, None) == ChatFormat({"enable_thinking": False}, ("</answer>",))
+    assert eval_chat_format(str(run), '{"enable_thinking": true}', ["\n"]) == ChatFormat({"enable_thinking": True}, ("\n",))
+    assert eval_chat_format("zoo:student-base", None, None) == ChatFormat()
+
+    student = save_user_model(tmp_path / "student")
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"What is {i} plus 30?", "answer": str(i + 30)}) + "\n" for i in range(4)))
+    greedy = HFEngine(load_causal_lm(student), load_tokenizer(student)).generate(
+        [f"What is {i} plus 30?" for i in range(4)], 1, 0.0, 12)
+    stop = greedy.completions[0].strip()[:1]  # a character the untrained model writes in its first completion
+    args = ["eval", "--model", student, "--task", str(data), "--n", "4", "--max-new-tokens", "12", "--temperature", "0"]
+    unstopped, stopped = CliRunner().invoke(app, args), CliRunner().invoke(app, [*args, "--stop-string", stop])
+    assert unstopped.exit_code == 0 and stopped.exit_code == 0, unstopped.output + stopped.output
+
+    def length(output: str) -> float:
+        return float(next(line for line in output.splitlines() if "eval/response_length" in line).split()[-2])
+
+    assert stop and length(stopped.output) < length(unstopped.output) == greedy.completion_lengths.float().mean().item()

@@ -168,6 +168,12 @@ def eval_command(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="sequences per generation and scoring pass"),
     answer_format: Optional[str] = typer.Option(None, "--answer-format", help="a prompt file's answer extraction: "
                                                 "auto, hash, boxed or last_line (default: auto)"),
+    chat_template_kwargs: Optional[str] = typer.Option(
+        None, "--chat-template-kwargs", help="a JSON object passed to the chat template, e.g. "
+        "'{\"enable_thinking\": false}' (default: a run directory's task.chat_template_kwargs, else none)"),
+    stop_string: Optional[list[str]] = typer.Option(
+        None, "--stop-string", help="a completion also ends at this string (repeatable; default: a run directory's "
+        "rollout.stop_strings, else none)"),
 ) -> None:
     """Evaluate a model on held-out prompts."""
     from pydantic import ValidationError
@@ -176,7 +182,8 @@ def eval_command(
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
     from distillrl.models.vocabulary import check_same_vocabulary
-    from distillrl.rollout.chat import PLAIN, check_teacher_template
+    from distillrl.rollout.chat import check_teacher_template, eval_chat_format
+    from distillrl.rollout.engines import HFEngine
     from distillrl.runtime import frozen_dtype
     from distillrl.tasks import build_task
     from distillrl.tasks.levels import TASK_LEVELS, level_task
@@ -196,19 +203,20 @@ def eval_command(
     task_object = build_task(task_config)
     problems = task_object.test_problems(n)
     tokenizer = load_tokenizer(model)
+    chat = eval_chat_format(model, chat_template_kwargs, stop_string)
     check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--model {model}", max_positions(model_config(model)),
-                      max_new_tokens)  # fmt: skip
+                      max_new_tokens, chat)  # fmt: skip
     check_task_answers(task_object, tokenizer, trained=False)
     if teacher:
         check_same_vocabulary(model, teacher, "--teacher")
-        check_teacher_template(tokenizer, load_tokenizer(teacher), PLAIN, model, teacher, "--teacher")
+        check_teacher_template(tokenizer, load_tokenizer(teacher), chat, model, teacher, "--teacher")
         check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--teacher {teacher}",
-                          max_positions(model_config(teacher)), max_new_tokens)  # fmt: skip
+                          max_positions(model_config(teacher)), max_new_tokens, chat)  # fmt: skip
     student = load_causal_lm(model, dtype=frozen_dtype(precision))
     teacher_model = load_causal_lm(teacher, dtype=frozen_dtype(precision)) if teacher else None
     with console.status(f"evaluating {model} on {len(problems)} prompts"):
         metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, max_new_tokens,
-                           batch_size, precision)  # fmt: skip
+                           batch_size, precision, HFEngine(student, tokenizer, batch_size, chat))  # fmt: skip
     table = Table(title=f"{model} on {task} ({len(problems)} prompts)")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Union
 
 from jinja2 import TemplateError
@@ -186,3 +187,27 @@ def check_teacher_template(student: PreTrainedTokenizerBase, teacher: PreTrained
             shown = student.decode(mine), teacher.decode(theirs)
             raise TemplateMismatch(f"{field_name}: the chat template of {teacher_name} renders a probe prompt as "
                                    f"{shown[1]!r}, the student's ({student_name}) as {shown[0]!r}{hint}")
+
+
+def eval_chat_format(model: str, template_kwargs_json: str | None, stop_strings: list[str] | None) -> ChatFormat:
+    """How `distillrl eval` renders prompts and stops completions: the options given (`--chat-template-kwargs` as a
+    JSON object, `--stop-string`), else what the run directory `model` trained with (its config.yaml's
+    task.chat_template_kwargs and rollout.stop_strings), else plain."""
+    import json
+
+    import yaml
+
+    config_file = Path(model) / "config.yaml"
+    run = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}) if config_file.is_file() else {}
+    kwargs = (run.get("task") or {}).get("chat_template_kwargs") or {}
+    if template_kwargs_json is not None:
+        try:
+            kwargs = json.loads(template_kwargs_json)
+        except json.JSONDecodeError as error:
+            raise UserError(f"--chat-template-kwargs: not JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(kwargs, dict):
+            raise UserError('--chat-template-kwargs: must be a JSON object, e.g. \'{"enable_thinking": false}\'')
+    stops = tuple(stop_strings) if stop_strings else tuple((run.get("rollout") or {}).get("stop_strings") or ())
+    if any(not stop for stop in stops):
+        raise UserError("--stop-string: a stop string must not be empty")
+    return ChatFormat(dict(kwargs), stops)
