@@ -61,3 +61,12 @@ def test_an_error_is_printed_as_is_not_as_console_markup(monkeypatch):
     result = CliRunner().invoke(app, ["control", "teacher", "--env", "CartPole-v1", "--out", "x.zip"])
     assert result.exit_code == 2
     assert "pip install -e '.[control]'" in result.output and "the [control] extra" in result.output
+
+
+def test_the_cli_module_imports_no_torch_or_transformers():
+    """`distillrl --help` stays fast: the heavy libraries load inside the commands that need them."""
+    import subprocess
+
+    code = "import sys, distillrl.cli; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from jinja2 import TemplateError
-from transformers import PreTrainedTokenizerBase
 
 from distillrl.errors import UserError
+
+if TYPE_CHECKING:  # transformers is imported by the callers; the CLI's --help must not wait for it
+    from transformers import PreTrainedTokenizerBase
 
 Prompt = Union[str, list[dict]]  # one user turn, or chat messages
 SENTINEL = "\u2063distillrl-sentinel\u2063"  # an assistant turn's content, to find what the template writes after it
