@@ -54,7 +54,8 @@ class ModelShape:
 class BenchModels:
     student: str  # directory of the saved student
     teacher: str  # directory of the saved teacher
-    prompts: str  # jsonl rows {"prompt", "answer"}; the answer only lets distillrl's evaluation score something
+    prompts: str  # jsonl rows {"prompt", "answer"}; the answer (the prompt's first token, stated as the last line)
+    # only lets distillrl's evaluation score something
     prompt_list: list[str]
 
 
@@ -113,5 +114,6 @@ def save_bench_models(out: Path, *, architecture: str, student: ModelShape, teac
         del model
     prompt_list = random_prompts(tokenizer_kind, model_vocab, prompts, prompt_tokens, seed)
     prompt_file = out / "prompts.jsonl"
-    prompt_file.write_text("".join(json.dumps({"prompt": p, "answer": "0"}) + "\n" for p in prompt_list))
+    first_token = (lambda p: p[0]) if tokenizer_kind == "char" else (lambda p: p.split()[0])
+    prompt_file.write_text("".join(json.dumps({"prompt": p, "answer": first_token(p)}) + "\n" for p in prompt_list))
     return BenchModels(str(paths["student"]), str(paths["teacher"]), str(prompt_file), prompt_list)
