@@ -38,7 +38,8 @@ class TeacherScorer(Protocol):
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
               chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         """(token mask over `sequences`' completion tokens, the signals of those tokens) for each part of `rows`;
-        `top_k` asks for the top-k ids and log-probs, `full` for the logits."""
+        `top_k` asks for the top-k ids and log-probs, `full` for the logits (local teachers only: the config
+        refuses fidelity full for the others before anything loads, config.BACKEND_FIDELITIES)."""
         ...
 
 
