@@ -110,12 +110,12 @@ def verdict_counts(results: list[ExperimentResult]) -> str:
             f"reproduced** of {len(claims)} verdict lines.")  # fmt: skip
 
 
-def render_report(out_dir: Path, order: list[str], sweep: Table | None = None) -> Path:
+def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, sweep_seconds: float = 0.0) -> Path:
     """Write out_dir/REPORT.md from the experiment results under out_dir/bench (in `order`): the verdict count,
     the rules (fixed before the results), the lr sweep's table, then the verdicts and each experiment."""
     results = [ExperimentResult.load(out_dir / "bench" / f"{name}.json") for name in order
                if (out_dir / "bench" / f"{name}.json").exists()]  # fmt: skip
-    total = sum(r.wall_seconds for r in results)
+    total = sweep_seconds + sum(r.wall_seconds for r in results)
     lines = [
         "# distillrl: the papers' findings at laptop scale",
         "",
@@ -127,9 +127,10 @@ def render_report(out_dir: Path, order: list[str], sweep: Table | None = None) -
         "shown), the same for every method. Tables give the mean ± sample standard deviation over seeds; a seed "
         "changes the training prompts and samples, not the models. Raw per-step metrics are in `raw/`.",
         "",
-        f"Wall time on this machine: **{total / 60:.1f} min**, the sum of each experiment's latest run "
-        "(`--only` reruns one; runs shared between experiments count once, where first run): "
-        + ", ".join(f"{r.name} {r.wall_seconds / 60:.1f}" for r in results) + " (minutes).",
+        f"Wall time on this machine: **{total / 60:.1f} min**, the sum of the lr sweep's and each experiment's "
+        "latest run (`--only` reruns one; runs shared between experiments count once, where first run): "
+        + ", ".join([f"lr sweep {sweep_seconds / 60:.1f}"] + [f"{r.name} {r.wall_seconds / 60:.1f}" for r in results])
+        + " (minutes).",
         "",
         "## Verdict rules (fixed before the results)",
         "",

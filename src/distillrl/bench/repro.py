@@ -90,4 +90,4 @@ def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int,
             mark = {True: "[green]reproduced[/]", False: "[red]not reproduced[/]", None: "[yellow]partly[/]"}
             console.print(f"  {mark[claim.reproduced]}: {claim.claim} ours: {claim.ours}", highlight=False)
         console.print(f"  {result.wall_seconds:.0f} s")
-    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(data))
+    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(data), data.get("wall_seconds", 0.0))

@@ -48,7 +48,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
     table.rows.append(["student before (= pi_ref)"] + [f"{base[key]:.3f}" for key, _ in METRICS])
     for lam in LAMBDAS:
         table.rows.append([f"lambda {lam}"] + [mean_std([r.after[key] for r in runs[lam]]) for key, _ in METRICS])
-    plot(ctx, runs, teacher)
+    plot(ctx, runs, teacher, base)
 
     def mean(lam, key="eval/accuracy_greedy"):
         return statistics.fmean(r.after[key] for r in runs[lam])
@@ -83,7 +83,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
     )  # fmt: skip
 
 
-def plot(ctx: BenchContext, runs: dict, teacher: dict) -> None:
+def plot(ctx: BenchContext, runs: dict, teacher: dict, before: dict) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for axis, (key, label) in zip(axes, (METRICS[0], METRICS[2], METRICS[3])):
         values = [[r.after[key] for r in runs[lam]] for lam in LAMBDAS]
@@ -91,8 +91,9 @@ def plot(ctx: BenchContext, runs: dict, teacher: dict) -> None:
         errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
         axis.errorbar(LAMBDAS, means, yerr=errors, marker="o", capsize=3, label="student after (mean ± std)")
         axis.axhline(teacher[key], color="black", linestyle="--", linewidth=1, label="teacher")
+        axis.axhline(before[key], color="grey", linestyle=":", linewidth=1, label="student before (= pi_ref)")
         axis.axvline(1.0, color="grey", linewidth=0.5)
-        axis.set_xlabel("reward scale lambda")
+        axis.set_xlabel("reward scale lambda (1 = OPD)")
         axis.set_ylabel(UNITS.get(label, label))
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
