@@ -8,6 +8,7 @@ from transformers import AutoTokenizer
 from distillrl.models.tokenizer import build_char_tokenizer
 from distillrl.tasks.arith import ArithDifficulty, ArithTask, answer_of
 from distillrl.tasks.base import is_test_prompt
+from distillrl.tasks.lists import ListsTask
 from distillrl.tasks.base import Problem, extract_final_answer
 from distillrl.tasks.prompts import DatasetError, PromptsTask, load_problems
 
@@ -54,6 +55,44 @@ def test_train_and_test_splits_are_disjoint():
     train = {task.sample_train(rng).prompt for _ in range(5000)}
     assert not train & test
     assert len(train) > 1000
+
+
+def test_the_validation_split_is_fixed_training_split_prompts_alternating_domains_in_mix():
+    from distillrl.tasks import MixTask
+
+    task = ArithTask(ArithDifficulty(min_ops=3, max_ops=5))
+    validation = task.validation_problems(200)
+    prompts = [p.prompt for p in validation]
+    assert len(set(prompts)) == 200 and not any(is_test_prompt(p) for p in prompts)
+    assert prompts == [p.prompt for p in task.validation_problems(200)]  # always the same ones
+    assert not set(prompts) & {p.prompt for p in task.test_problems(200)}
+    assert all(p.solution.count(";") >= 3 for p in validation)  # whole solutions whatever the cot_fraction
+    mix = MixTask([ArithTask(), ListsTask()]).validation_problems(6)
+    assert [p.domain for p in mix] == ["arith", "lists"] * 3
+
+
+def test_eval_split_validation_is_refused_for_prompt_files():
+    from distillrl.config import TrainConfig
+
+    with pytest.raises(ValueError, match="eval.split: 'validation' draws from a generated task"):
+        TrainConfig.model_validate({"task": {"name": "prompts", "train_path": "p.jsonl"}, "eval": {"split": "validation"},
+                                    "objective": {"name": "sft"}, "rollout": {"source": "dataset"}, "teacher": None})
+
+
+def test_lists_cot_fraction_makes_that_share_of_training_sums_answer_only():
+    from distillrl.tasks.lists import ListsDifficulty
+
+    task = ListsTask(ListsDifficulty(min_length=4, max_length=8, operations=["sum", "sort"]), cot_fraction=0.5)
+    rng = random.Random(3)
+    train = [task.sample_train(rng) for _ in range(2000)]
+    sums = [p for p in train if p.prompt.startswith("sum")]
+    answer_only = [p for p in sums if p.solution == f"#{p.answer}"]
+    assert 0.45 < len(answer_only) / len(sums) < 0.55
+    assert all(p.solution.count(";") >= 3 for p in sums if p not in answer_only)  # 4+ values: 3+ running sums
+    assert all(p.solution == f"#{p.answer}" for p in train if p.prompt.startswith("sort"))  # no steps to skip
+    assert all(p.solution.count(";") >= 3 for p in task.test_problems(50) if p.prompt.startswith("sum"))
+    whole, a, b = ListsTask(task.difficulty), random.Random(9), random.Random(9)  # cot_fraction 1 draws nothing
+    assert [whole.sample_train(a) for _ in range(20)] == [whole._sample(b, test=False) for _ in range(20)]  # extra
 
 
 def test_difficulty_knob_changes_problems():

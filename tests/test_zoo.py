@@ -1,5 +1,6 @@
 """The zoo recipes run through `build_zoo`: a fresh model by SFT, then a model that starts from it by GRPO."""
 
+import pytest
 from safetensors.torch import load_file
 
 from distillrl.models import zoo
@@ -42,6 +43,7 @@ def test_a_hard_stage_trains_on_the_hard_task_with_room_for_its_solutions(tmp_pa
     config = stage_config(spec, spec.stages[0], tmp_path / "init", tmp_path / "out")
     assert (config.task.difficulty.min_ops, config.task.difficulty.max_ops) == (3, 5)
     assert (config.task.lists.min_length, config.task.lists.max_length) == (4, 8)
+    assert config.task.lists.operations == ["sum", "sort"]  # the two lists operations that take work
     assert config.rollout.max_new_tokens == config.eval.max_new_tokens == 64  # hard solutions (at most 62 characters in 200,000 draws) and EOS fit
     standard = stage_config(spec, Stage(steps=1, lr=1e-3), tmp_path / "init", tmp_path / "out")
     assert standard.task.difficulty.max_ops == 3 and standard.eval.max_new_tokens == 48
@@ -56,23 +58,25 @@ def test_build_zoo_is_bit_reproducible(tmp_path, monkeypatch):
         assert first == second, name
 
 
-def test_the_shipped_hard_teacher_gains_over_its_base_on_held_out_hard_prompts():
+@pytest.mark.parametrize("domain", ["arith", "lists"])
+def test_the_shipped_hard_teachers_gain_over_their_base_on_held_out_hard_prompts(domain):
     """The records `zoo list` shows say +0.10 or more, and the weights agree on the first 40 held-out prompts."""
     from typer.testing import CliRunner
 
     from distillrl.cli import app
     from distillrl.models.zoo import ZOO_DIR
 
-    record = read_build_record(ZOO_DIR / "hard-teacher-arith")
-    assert (record["base"], record["task"], record["level"]) == ("hard-base", "arith", "hard")
+    teacher = f"hard-teacher-{domain}"
+    record = read_build_record(ZOO_DIR / teacher)
+    assert (record["base"], record["task"], record["level"]) == ("hard-base", domain, "hard")
     assert record["accuracy_greedy"] - record["base_accuracy_greedy"] >= 0.10
     accuracy = {}
-    for name in ("hard-base", "hard-teacher-arith"):
-        result = CliRunner().invoke(app, ["eval", "--model", f"zoo:{name}", "--task", "arith", "--level", "hard",
+    for name in ("hard-base", teacher):
+        result = CliRunner().invoke(app, ["eval", "--model", f"zoo:{name}", "--task", domain, "--level", "hard",
                                           "--max-new-tokens", "64", "--n", "40"])  # fmt: skip
         assert result.exit_code == 0, result.output
         accuracy[name] = float(result.output.split("eval/accuracy_greedy")[1].split()[1])
-    assert accuracy["hard-teacher-arith"] >= accuracy["hard-base"] + 0.10, accuracy
+    assert accuracy[teacher] >= accuracy["hard-base"] + 0.10, accuracy
 
 
 def test_eval_refuses_an_unknown_level():

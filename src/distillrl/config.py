@@ -99,7 +99,8 @@ class TaskConfig(Strict):
     difficulty: ArithDifficulty = Field(default_factory=ArithDifficulty, description="arith (and mix) only")
     lists: ListsDifficulty = Field(default_factory=ListsDifficulty, description="lists (and mix) only")
     cot_fraction: float = Field(
-        1.0, ge=0, le=1, description="arith only: share of training solutions that show their steps (else answer only)"
+        1.0, ge=0, le=1, description="arith, and lists' sum: share of training solutions that show their steps (else "
+        "answer only)"
     )
     train_path: str | None = Field(
         None, description="prompts only: a .jsonl/.parquet file, a directory of data files or of a saved `datasets` "
@@ -262,6 +263,10 @@ class EvalConfig(Strict):
     temperature: float = Field(1.0, gt=0, description="temperature of the sampled accuracy and the KL samples")
     max_new_tokens: int = Field(48, ge=1)
     batch_size: int = Field(256, ge=1)
+    split: Literal["test", "validation"] = Field(
+        "test", description="test: the held-out prompts; validation: a fixed set of training-split prompts, to choose "
+        "settings (a learning rate) without looking at the test prompts (generated tasks only)"
+    )
 
 
 class CheckpointConfig(Strict):
@@ -369,6 +374,9 @@ class TrainConfig(Strict):
                                  f"task: {{name: prompts, train_path: FILE}} (got task.name {self.task.name!r})")
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
+        if self.eval.split == "validation" and self.task.name == "prompts":
+            raise ValueError("eval.split: 'validation' draws from a generated task's training split; with prompt files "
+                             "hold out your own validation file as task.test_path")
         if self.distributed.strategy == "fsdp":
             if self.student.lora is not None:
                 raise ValueError("distributed.strategy: fsdp shards a fully trained student; with student.lora use ddp")

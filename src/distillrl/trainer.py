@@ -267,7 +267,8 @@ def train(
     the teachers and the student before its first step, keyed by their paths and the task and eval settings.
     """
     task = build_task(config.task)  # data problems surface before any model loads or any file is written
-    eval_problems = task.test_problems(config.eval.num_prompts)
+    eval_problems = (task.validation_problems if config.eval.split == "validation" else task.test_problems)(
+        config.eval.num_prompts)
     objective = build_objective(config.objective)
     check_before_loading(config, task, objective)
     with join_world(resolve_device(config.device)) as world, \

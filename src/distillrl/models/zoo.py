@@ -11,9 +11,11 @@ task's verifiable reward. The recipes below are the whole story:
 - `domain-base` (3 x 96) learns both domains (arith and lists) by SFT; `teacher-arith` and `teacher-lists` are
   it after GRPO on one domain each: two same-size domain experts from one base, for multi-teacher fusion.
 - The hard bed (tasks at level "hard", distillrl.tasks.levels), where RL has something to find: `hard-base`
-  (3 x 96) learns hard arith and lists, then skips the arith steps on half the problems; `hard-teacher-arith`
-  is it after GRPO (which brings the steps back: +0.36 held-out); `hard-student-mid` (3 x 64) is a short SFT
-  with chain of thought, a thinking student at about half the teacher's accuracy.
+  (3 x 96) learns hard arith and lists, then skips its steps on half the problems; `hard-teacher-arith` and
+  `hard-teacher-lists` are it after GRPO on one domain each (which brings the steps back: the gains are in each
+  model's zoo_eval.json); `hard-student-mid` (3 x 64) learns hard arith with chain of thought and is then tuned
+  like hard-base to skip its steps on half the problems: a mid-trained student at about half the arith teacher's
+  accuracy whose gap is mostly behaviour, which RL as well as distillation can find.
 
 Each built model gets EVAL_FILE beside it: its held-out accuracy at build time (and its base's), for `zoo list`.
 
@@ -44,7 +46,7 @@ class Stage:
     objective: str = "sft"  # sft on the task's solutions, or grpo on its verifiable reward
     task: str = "arith"  # arith, lists or mix
     level: str = "standard"  # the task's level (distillrl.tasks.levels): its difficulty and completion length
-    cot_fraction: float = 1.0  # sft on arith: share of solutions that show their steps; the rest answer only
+    cot_fraction: float = 1.0  # sft: share of solutions (arith, lists' sum) that show their steps; the rest answer only
     warmup_steps: int = 50
     schedule: str = "cosine"
 
@@ -93,8 +95,8 @@ ZOO = {
     ),
     # The hard test bed (issue 13): arith and lists at level "hard", where GRPO has something to find.
     "hard-base": ZooModel(
-        "hard-base", "3 layers x 96: SFT on hard arith and lists, then tuned to skip the arith steps on half the "
-        "problems (a base that does not always think)",
+        "hard-base", "3 layers x 96: SFT on hard arith and lists, then tuned to skip the steps (arith's, and the "
+        "running sums of lists' sum) on half the problems (a base that does not always think)",
         stages=(Stage(steps=1500, lr=2e-3, task="mix", level="hard"),
                 Stage(steps=30, lr=5e-4, task="mix", level="hard", cot_fraction=0.5, warmup_steps=10,
                       schedule="constant")),
@@ -104,11 +106,17 @@ ZOO = {
         "hard-teacher-arith", "hard-base after GRPO on hard arith",
         stages=(Stage(steps=20, lr=1e-4, task="arith", level="hard", **GRPO_STAGE),), seed=13, init_from="hard-base",
     ),
+    "hard-teacher-lists": ZooModel(
+        "hard-teacher-lists", "hard-base after GRPO on hard lists",
+        stages=(Stage(steps=20, lr=1e-4, task="lists", level="hard", **GRPO_STAGE),), seed=14, init_from="hard-base",
+    ),
     "hard-student-mid": ZooModel(
-        "hard-student-mid", "3 layers x 64: a short SFT on hard arith with chain of thought (a mid-trained, "
-        "thinking student at about half the teacher's accuracy)",
-        stages=(Stage(steps=800, lr=2e-3, task="arith", level="hard"),), seed=12, hidden_size=64, num_layers=3,
-        intermediate_size=192,
+        "hard-student-mid", "3 layers x 64: SFT on hard arith with chain of thought, then tuned to skip the steps on "
+        "half the problems (a mid-trained student at about half the teacher's accuracy, thinking on part of them)",
+        stages=(Stage(steps=1400, lr=2e-3, task="arith", level="hard"),
+                Stage(steps=30, lr=5e-4, task="arith", level="hard", cot_fraction=0.5, warmup_steps=10,
+                      schedule="constant")),
+        seed=12, hidden_size=64, num_layers=3, intermediate_size=192,
     ),
 }  # fmt: skip
 

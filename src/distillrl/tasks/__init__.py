@@ -16,9 +16,9 @@ def build_task(config) -> Task:
     if config.name == "arith":
         task = ArithTask(config.difficulty, config.cot_fraction)
     elif config.name == "lists":
-        task = ListsTask(config.lists)
+        task = ListsTask(config.lists, config.cot_fraction)
     elif config.name == "mix":
-        task = MixTask([ArithTask(config.difficulty, config.cot_fraction), ListsTask(config.lists)])
+        task = MixTask([ArithTask(config.difficulty, config.cot_fraction), ListsTask(config.lists, config.cot_fraction)])
     else:
         task = PromptsTask(config.train_path, config.test_path, config.train_split, config.test_split, config.columns,
                            config.dataset_config)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distillrl.tasks.base import GeneratedTask, Problem
+from distillrl.tasks.base import GeneratedTask, Problem, answer_only_share
 
 OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
@@ -105,7 +105,4 @@ class ArithTask(GeneratedTask):
         return make_problem(rng, self.difficulty)
 
     def sample_train(self, rng: random.Random) -> Problem:
-        problem = self._sample(rng, test=False)
-        if self.cot_fraction < 1.0 and rng.random() >= self.cot_fraction:
-            return Problem(problem.prompt, problem.answer, f"#{problem.answer}", problem.domain)
-        return problem
+        return answer_only_share(self._sample(rng, test=False), self.cot_fraction, rng)

@@ -37,6 +37,15 @@ def exact_match_reward(problem: Problem, completion: str) -> float:
     return float(extract_final_answer(completion) == problem.answer.strip())
 
 
+def answer_only_share(problem: Problem, cot_fraction: float, rng: random.Random) -> Problem:
+    """`problem`, or (with probability 1 - cot_fraction, drawn from `rng` only when cot_fraction < 1, so a whole-
+    solution stream is unchanged) the same problem with the answer-only solution `#ANSWER`. A solution without
+    steps is returned as it is."""
+    if cot_fraction < 1.0 and rng.random() >= cot_fraction and problem.solution != f"#{problem.answer}":
+        return Problem(problem.prompt, problem.answer, f"#{problem.answer}", problem.domain)
+    return problem
+
+
 class Task(Protocol):
     name: str
 
@@ -63,6 +72,7 @@ class Task(Protocol):
 
 TEST_BUCKETS = 5  # one prompt in five (by hash) is held out
 TEST_SEED = 20261125
+VALIDATION_SEED = 20261126  # the validation set: training-split prompts drawn from their own fixed stream
 MAX_DRAWS = 10_000  # draws without a usable (or a new) problem before a generator is declared too small
 
 
@@ -102,15 +112,25 @@ class GeneratedTask:
 
     def test_problems(self, n: int) -> list[Problem]:
         """The first `n` distinct held-out problems; fails once MAX_DRAWS draws in a row bring nothing new."""
-        rng, seen, problems, stale = random.Random(TEST_SEED), set(), [], 0
+        return self._distinct_problems(n, test=True)
+
+    def validation_problems(self, n: int) -> list[Problem]:
+        """The first `n` distinct problems of a fixed stream of *training-split* prompts (VALIDATION_SEED): for
+        choosing settings (learning rates) without looking at the held-out problems. Training draws from the same
+        split, so a validation prompt may also be trained on (rarely: the generators hold far more problems)."""
+        return self._distinct_problems(n, test=False)
+
+    def _distinct_problems(self, n: int, test: bool) -> list[Problem]:
+        rng, seen, problems, stale = random.Random(TEST_SEED if test else VALIDATION_SEED), set(), [], 0
         while len(problems) < n:
-            problem = self._sample(rng, test=True)
+            problem = self._sample(rng, test=test)
             if problem.prompt in seen:
                 stale += 1
                 if stale == MAX_DRAWS:
                     raise UserError(
-                        f"task: the {self.name} difficulty is too small to hold {n} distinct held-out problems (found "
-                        f"{len(problems)}); make it harder, or lower eval.num_prompts"
+                        f"task: the {self.name} difficulty is too small to hold {n} distinct "
+                        f"{'held-out' if test else 'validation'} problems (found {len(problems)}); make it harder, "
+                        "or lower eval.num_prompts"
                     )
                 continue
             stale = 0

@@ -10,7 +10,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from distillrl.tasks.base import GeneratedTask, Problem
+from distillrl.tasks.base import GeneratedTask, Problem, answer_only_share
 
 LIST_OPERATIONS = {
     "rev": lambda xs: "[" + ",".join(map(str, reversed(xs))) + "]",
@@ -61,12 +61,20 @@ def make_list_problem(rng: random.Random, difficulty: ListsDifficulty) -> Proble
 
 
 class ListsTask(GeneratedTask):
-    """List manipulation; `reward` is the exact-match verifier on the final answer."""
+    """List manipulation; `reward` is the exact-match verifier on the final answer.
+
+    `cot_fraction` < 1 makes that share of the *training* `sum` solutions answer-only (`#6`, no running sums), as
+    arith's does for its steps; the other operations have no steps to skip. Held-out problems are always whole.
+    """
 
     name = "lists"
 
-    def __init__(self, difficulty: ListsDifficulty | None = None):
+    def __init__(self, difficulty: ListsDifficulty | None = None, cot_fraction: float = 1.0):
         self.difficulty = difficulty or ListsDifficulty()
+        self.cot_fraction = cot_fraction
 
     def make_problem(self, rng: random.Random) -> Problem:
         return make_list_problem(rng, self.difficulty)
+
+    def sample_train(self, rng: random.Random) -> Problem:
+        return answer_only_share(self._sample(rng, test=False), self.cot_fraction, rng)

@@ -8,7 +8,8 @@ from distillrl.tasks.base import GeneratedTask, Problem, exact_match_reward, loc
 
 
 class MixTask:
-    """Draws each training problem from one of `tasks` (uniformly); the held-out set alternates domains."""
+    """Draws each training problem from one of `tasks` (uniformly); the held-out and validation sets alternate
+    domains."""
 
     name = "mix"
 
@@ -19,8 +20,15 @@ class MixTask:
         return rng.choice(self.tasks).sample_train(rng)
 
     def test_problems(self, n: int) -> list[Problem]:
+        return self._alternating(n, "test_problems")
+
+    def validation_problems(self, n: int) -> list[Problem]:
+        return self._alternating(n, "validation_problems")
+
+    def _alternating(self, n: int, split: str) -> list[Problem]:
+        """`n` problems of one split (each task's `split` method), alternating domains."""
         shares = [len(range(i, n, len(self.tasks))) for i in range(len(self.tasks))]
-        per_task = [task.test_problems(share) for task, share in zip(self.tasks, shares)]
+        per_task = [getattr(task, split)(share) for task, share in zip(self.tasks, shares)]
         return [per_task[i % len(self.tasks)][i // len(self.tasks)] for i in range(n)]
 
     def located_prompts(self, n_test: int) -> list[tuple[str, str]]:
