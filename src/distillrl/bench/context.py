@@ -58,7 +58,7 @@ HARD_RUN = merged(BASE_RUN, {
     "eval": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL]},
 })  # fmt: skip
 """The hard test bed (round two, docs/results/TESTBED.md): the thinking mid-trained student, the hard arith
-teacher (+0.36 over its pre-RL base zoo:hard-base), hard arith, 64-token completions, a constant lr after the
+teacher (+0.235 over its pre-RL base zoo:hard-base at build), hard arith, 64-token completions, a constant lr after the
 warm-up; 200 held-out prompts, greedy and sampled."""
 
 BEDS = {"standard": BASE_RUN, HARD_LEVEL: HARD_RUN}

@@ -71,8 +71,9 @@ def verdict(reproduced: bool | None) -> str:
     return {True: "reproduced", False: "not reproduced", None: "partly reproduced"}[reproduced]
 
 
-RULES = """Models: student zoo:hard-student-mid (thinking) or zoo:student-base where a claim needs a non-thinking one;
-teacher zoo:hard-teacher-arith, whose pre-RL base is zoo:hard-base; task arith at level hard. Accuracy is
+RULES = """Models: student zoo:hard-student-mid (version 2 above; changed before any rerun) or zoo:student-base where a claim
+needs a non-thinking one; teacher zoo:hard-teacher-arith, whose pre-RL base is zoo:hard-base; task arith at level
+hard; for fusion, zoo:hard-teacher-arith and zoo:hard-teacher-lists from zoo:hard-base on mix at level hard. Accuracy is
 greedy exact match on the 200 held-out prompts, mean over 3 seeds (a seed changes prompts and samples, not
 models). Learning rates: each method gets 3 values, fixed now: OPD, ExOPD, SFT and KDRL 1e-4, 3e-4, 1e-3;
 GRPO and RLAD 3e-5, 1e-4, 3e-4; chosen once on a validation set of 200 prompts from the *training* split (never the held-out ones), by seed 0's final greedy

@@ -2,7 +2,7 @@
 
 ExOPD extrapolates the teacher's log-ratio to its pre-RL base (lambda 1.25), so it can only beat a teacher that
 RL moved. Each point is one same-size pair (student = the teacher's pre-RL base): round one's teachers, which GRPO
-moved by about +0.01, and the hard bed's, moved by +0.3 or more. The teacher's gain comes from evaluations only; the
+moved by about +0.01, and the hard bed's, moved by +0.18 to +0.24. The teacher's gain comes from evaluations only; the
 ExOPD point is a G-OPD run as in experiment 2 (the hard arith pair is experiment 2's lambda 1.25 run). No verdict.
 """
 

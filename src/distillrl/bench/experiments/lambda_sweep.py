@@ -75,7 +75,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
     return ExperimentResult(
         NAME, "2. ExOPD lambda sweep (same size)",
         "Student zoo:hard-base (3x96), teacher zoo:hard-teacher-arith (the same model after GRPO on hard arith, "
-        "+0.36), reference pi_ref = the student's initial weights = the teacher's pre-RL base; G-OPD with "
+        "+0.235 at build), reference pi_ref = the student's initial weights = the teacher's pre-RL base; G-OPD with "
         f"sampled-token advantage, 64 prompts x 1 sample per step (the paper's n = 1), {ctx.steps(STEPS)} steps (the "
         f"paper's 50) at the lr the sweep chose for ExOPD ({ctx.lr('exopd'):g}), constant after 10 warm-up steps. "
         "Round one's teacher was +0.01 over its base, which left nothing to extrapolate.",

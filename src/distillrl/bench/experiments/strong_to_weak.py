@@ -60,7 +60,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
               "higher (Fig. 6; no numbers in the text)", f"{with_correction:.3f} vs {plain:.3f}",
               with_correction > plain,
               "Rule 7 (round one's rule): higher seed-mean accuracy. zoo:hard-teacher-arith is zoo:hard-base after "
-              "GRPO (+0.36), so the correction term log pi_T - log pi_hard-base carries the teacher's RL gain."),
+              "GRPO (+0.235 at build), so the correction term log pi_T - log pi_hard-base carries the teacher's RL gain."),
     ]  # fmt: skip
     return ExperimentResult(
         NAME, "3. Strong -> weak",
