@@ -61,8 +61,8 @@ def run(ctx: BenchContext) -> ExperimentResult:
     table = Table(
         f"zoo:hard-student-mid <- zoo:hard-teacher-arith on hard arith (teacher greedy {teacher:.3f}, student before "
         f"{start:.3f}); seed-mean curves", ["method", "lr (sweep)", "steps", "final accuracy", "sampled",
-        "train s/step"] + [f"{a} to {level:.0%} teacher ({level * teacher:.3f})" for level in LEVELS
-                           for a in ("steps", "seconds")], [])  # fmt: skip
+        "train s/step"] + [f"to {level:.0%} of teacher ({level * teacher:.3f}): steps, training s" for level in LEVELS],
+        [])  # fmt: skip
     for key, label in METHODS.items():
         group = runs[key]
         budget = group[0].evals[-1]["step"]
@@ -70,7 +70,8 @@ def run(ctx: BenchContext) -> ExperimentResult:
                mean_std([r.after[ACCURACY] for r in group]), mean_std([r.after["eval/accuracy_sampled"] for r in group]),
                mean_std([r.train_seconds / max(budget, 1) for r in group], 2)]  # fmt: skip
         for level in LEVELS:
-            row += reach_cells(curves[key], level * teacher)
+            steps, seconds = reach_cells(curves[key], level * teacher)
+            row.append(steps if seconds == "-" else f"{steps}, {seconds} s")
         table.rows.append(row)
     plots = ctx.out_dir / "plots"
     labels = {label: runs[key] for key, label in METHODS.items()}
