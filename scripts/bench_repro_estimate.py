@@ -75,7 +75,7 @@ def main() -> None:
         "lr sweep (18 runs, 1 seed)": sum(runs(STEPS[m], per_step[m], EVAL_EVERY, len(GRIDS[m])) for m in GRIDS),
         "1 opd_vs_rl (5 methods; + doubling of OPD/GRPO if needed)": sum(
             runs(STEPS[m], per_step[m], EVAL_EVERY, SEEDS) for m in ("opd", "sft", "grpo", "rlad", "kdrl")),
-        "   (if OPD and GRPO both double)": runs(2 * STEPS["opd"], per_step["opd"], EVAL_EVERY, SEEDS)
+        "   + extra if OPD and GRPO both double": runs(2 * STEPS["opd"], per_step["opd"], EVAL_EVERY, SEEDS)
         + runs(2 * STEPS["grpo"], per_step["grpo"], EVAL_EVERY, SEEDS),
         "2 lambda_sweep (7 lambdas)": runs(lambda_sweep.STEPS, per_step["same-size exopd"], 0, SEEDS * len(lambda_sweep.LAMBDAS)),
         "2b exopd_gain (4 more pairs)": runs(lambda_sweep.STEPS, per_step["same-size exopd"], 0, SEEDS * (len(exopd_gain.PAIRS) - 1)),

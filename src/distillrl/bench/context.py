@@ -57,9 +57,9 @@ HARD_RUN = merged(BASE_RUN, {
     "optim": {"schedule": "constant"},
     "eval": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL]},
 })  # fmt: skip
-"""The hard test bed (round two, docs/results/TESTBED.md): the thinking mid-trained student, the hard arith
-teacher (+0.235 over its pre-RL base zoo:hard-base at build), hard arith, 64-token completions, a constant lr after the
-warm-up; 200 held-out prompts, greedy and sampled."""
+"""The hard test bed (round two, docs/results/TESTBED.md): the mid-trained student (it skips its steps on half
+the problems), the hard arith teacher (+0.235 over its pre-RL base zoo:hard-base at build), hard arith, 64-token
+completions, a constant lr after the warm-up; 200 held-out prompts, greedy and sampled."""
 
 BEDS = {"standard": BASE_RUN, HARD_LEVEL: HARD_RUN}
 """Each task level's base run (its evaluation settings serve `BenchContext.evaluate`)."""

@@ -1,4 +1,4 @@
-"""1. OPD vs SFT vs RL from the same thinking student on the hard bed: steps and training time to 50%, 80% and
+"""1. OPD vs SFT vs RL from the same mid-trained student on the hard bed: steps and training time to 50%, 80% and
 95% of the teacher, and OPD vs SFT at equal steps and at equal compute.
 
 Seed (Thinking Machines, on-policy distillation): OPD reaches the teacher's level in 7-10x fewer gradient steps
@@ -106,7 +106,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
                     f"{teacher:.3f}); GRPO / OPD >= 5 reproduced, 2-5 partly, < 2 not; {budgets}.")]  # fmt: skip
     return ExperimentResult(
         NAME, "1. OPD vs SFT vs RL (steps and compute to the teacher)",
-        "From zoo:hard-student-mid (3x64, thinking, mid-trained) with zoo:hard-teacher-arith (3x96) on hard arith; "
+        "From zoo:hard-student-mid (3x64, mid-trained; skips its steps on half the problems) with zoo:hard-teacher-arith (3x96) on hard arith; "
         "32 prompts per step; OPD 4 samples per prompt, sampled-token reverse KL; SFT on 4 teacher samples per "
         "prompt; GRPO, RLAD and KDRL 8 samples per prompt with the exact-match reward; each method at the lr the "
         f"sweep chose, constant after 10 warm-up steps; evaluated every {EVAL_EVERY} steps. Steps and seconds to a "
