@@ -72,7 +72,7 @@ def plot_mean_curves(path: Path, runs_by_label: dict[str, list[Run]], x: str, ti
                      teacher_level: float | None = None, key: str = ACCURACY,
                      ylabel: str = "held-out accuracy (greedy, fraction correct)") -> None:  # fmt: skip
     """Seed-mean of `key` against steps (x='steps') or training seconds (x='seconds'), a band of mean ± std."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(9, 4.5))
     seeds = 0
     for label, runs in runs_by_label.items():
         curve = mean_curve(runs, key)
@@ -86,6 +86,7 @@ def plot_mean_curves(path: Path, runs_by_label: dict[str, list[Run]], x: str, ti
     axis.set_xlabel("optimizer steps" if x == "steps" else "training time (CPU seconds; evaluation excluded)")
     axis.set_ylabel(ylabel)
     axis.set_title(f"{title}\n(lines: mean of {seeds} seed(s); {BAND})", fontsize=10)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay visible
     axis.grid(alpha=0.3)
+    figure.tight_layout()
     save_figure(figure, path)
