@@ -1,16 +1,32 @@
 """The reproduction benchmark (`distillrl bench repro`), the forking-token view and what they rely on."""
 
+import json
 import math
 import random
+import re
 
 import pytest
 import torch
+from pathlib import Path
+
 from typer.testing import CliRunner
 
-from distillrl.bench.context import merged
+from distillrl.bench import sweep
+from distillrl.bench.context import HARD_RUN, merged
+from distillrl.bench.curves import MeanCurve, first_reaching, interpolate
+from distillrl.bench.experiments import EXPERIMENTS
+from distillrl.bench.experiments.fusion import rule_four
+from distillrl.bench.experiments.lambda_sweep import rule_two
 from distillrl.bench.experiments.mode_seeking import DIVERGENCES, fit, mass_near_one_mode, teacher_logprobs
-from distillrl.bench.report import Claim, ExperimentResult, Table, mean_std, render_report
+from distillrl.bench.experiments.one_prompt import rule_six
+from distillrl.bench.experiments.opd_vs_rl import rule_one
+from distillrl.bench.experiments.rl_with_teacher import rule_five
+from distillrl.bench.experiments.strong_to_weak import rule_three
+from distillrl.bench.methods import STEPS
+from distillrl.bench.report import RULES, Claim, ExperimentResult, Table, mean_std, render_report
 from distillrl.bench.repro import check_out_dir
+from distillrl.config import TrainConfig
+from distillrl.errors import UserError
 from distillrl.cli import app
 from distillrl.evaluate import token_entropy
 from distillrl.forking import inspect_samples, render_html
@@ -129,3 +145,97 @@ def test_eval_cache_reuses_the_evaluations_of_unchanged_checkpoints(tiny_config,
                    show_progress=False, eval_cache=cache)  # fmt: skip
     assert len(calls) == 4  # only the trained student
     assert second["teacher"] == first["teacher"] and second["before"]["eval/accuracy_greedy"] == first["before"]["eval/accuracy_greedy"]
+
+
+def test_verdict_rules_follow_testbed_md_to_the_number():
+    assert rule_one(20, 100) == (True, "5.0x fewer steps")  # GRPO / OPD >= 5
+    assert rule_one(40, 100)[0] is None and rule_one(50, 99)[0] is False  # 2.5x partly, 1.98x not
+    assert rule_one(None, 100)[0] is False and rule_one(25, None) == (False, "GRPO did not reach it within the doubled budget")
+    assert rule_one(0, 50)[0] is True and rule_one(0, 0)[0] is False  # OPD's student starts there
+    assert rule_two(0.60, 0.005, 0.585) is True  # +0.015 > 0.01 and > std
+    assert rule_two(0.60, 0.02, 0.585) is None and rule_two(0.578, 0.0, 0.585) is None  # above but within the spread; -0.007
+    assert rule_two(0.57, 0.0, 0.585) is False
+    assert rule_three([0.28, 0.35, 0.40, 0.45]) is True
+    assert rule_three([0.28, 0.40, 0.35, 0.45]) is None  # all above base, one pair out of order
+    assert rule_three([0.28, 0.40, 0.35, 0.30]) is False and rule_three([0.28, 0.27, 0.35, 0.45]) is False
+    assert rule_four({"arith": 0.58, "lists": 0.9}, {"arith": 0.575, "lists": 0.9}) is True  # >= counts
+    assert rule_four({"arith": 0.58, "lists": 0.8}, {"arith": 0.575, "lists": 0.9}) is None
+    assert rule_four({"arith": 0.5, "lists": 0.8}, {"arith": 0.575, "lists": 0.9}) is False
+    assert rule_five(0.50, 0.48, 0.46) is True and rule_five(0.50, 0.495, 0.46) is None and rule_five(0.5, 0.5, 0.5) is False
+    assert rule_six(0.52, 0.28, 0.575) is True and rule_six(0.30, 0.28, 0.575) is None
+    assert rule_six(0.25, 0.28, 0.575) is False and rule_six(0.27, 0.30, 0.575) is False
+
+
+def test_report_rules_are_testbed_md_word_for_word():
+    testbed = (Path(__file__).parents[1] / "docs" / "results" / "TESTBED.md").read_text()
+
+    def words(text):
+        return " ".join(text.split())
+
+    assert words(RULES) in words(testbed)
+
+
+def test_reach_and_interpolation_on_the_seed_mean_curve():
+    curve = MeanCurve(steps=[0, 25, 50], seconds=[0.0, 10.0, 22.0], means=[0.3, 0.45, 0.6], stds=[0, 0, 0])
+    assert first_reaching(curve, 0.45) == (25, 10.0) and first_reaching(curve, 0.2) == (0, 0.0)
+    assert first_reaching(curve, 0.61) is None
+    assert interpolate(curve.seconds, curve.means, 16.0) == pytest.approx(0.525)
+    assert interpolate(curve.steps, curve.means, 99) == 0.6 and interpolate(curve.steps, curve.means, -1) == 0.3
+
+
+def test_sweep_plan_is_the_pre_registered_grid_on_the_validation_split():
+    runs = sweep.sweep_runs(quick=False)
+    assert len(runs) == 18 and {(r.method, r.lr) for r in runs} == {(m, lr) for m, g in sweep.GRIDS.items() for lr in g}
+    assert sweep.GRIDS["grpo"] == sweep.GRIDS["rlad"] == (3e-5, 1e-4, 3e-4)
+    assert all(sweep.GRIDS[m] == (1e-4, 3e-4, 1e-3) for m in ("opd", "exopd", "sft", "kdrl"))
+    for run in runs:
+        data = merged(HARD_RUN, run.settings)
+        assert data["eval"]["split"] == "validation" and data["optim"]["lr"] == run.lr
+        assert data["optim"]["steps"] == STEPS[run.method] and data["task"]["difficulty"]["min_ops"] == 3
+        TrainConfig.model_validate(merged(data, {"output_dir": "x"}))
+    assert [STEPS[r.method] for r in runs] == sorted((STEPS[r.method] for r in runs), reverse=True)
+
+
+def test_sweep_chooses_the_best_final_validation_accuracy_ties_to_the_smaller_lr(tmp_path):
+    finals = {"opd": (0.30, 0.40, 0.40), "grpo": (0.35, 0.30, 0.20)}
+    results = [{"method": m, "lr": lr, "final": finals.get(m, (0.1, 0.1, 0.1))[i], "steps": [0, 2],
+                "accuracy": [0.28, 0.3], "train_seconds": 1.0}
+               for m, grid in sweep.GRIDS.items() for i, lr in enumerate(grid)]  # fmt: skip
+    data = sweep.write_sweep(tmp_path, results, quick=False)
+    assert sweep.chosen_lrs(data) == {"opd": 3e-4, "exopd": 1e-4, "sft": 1e-4, "kdrl": 1e-4, "grpo": 3e-5, "rlad": 3e-5}
+    saved = tmp_path / "bench" / sweep.FILE
+    assert sweep.load_sweep(saved, quick=False) == json.loads(saved.read_text())
+    assert "**chosen**" in sweep.sweep_table(data).markdown()
+    data["methods"].pop("kdrl")
+    saved.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=re.escape(f"--sweep-from {saved}: no chosen lr for method 'kdrl'")):
+        sweep.load_sweep(saved, quick=False)
+    result = CliRunner().invoke(app, ["bench", "repro", "--sweep-from", str(saved), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no chosen lr for method 'kdrl'" in result.output
+    sweep.write_sweep(tmp_path, results, quick=True)
+    with pytest.raises(UserError, match="holds a --quick sweep"):
+        sweep.load_sweep(saved, quick=False)
+
+
+def test_quick_benchmark_writes_the_whole_report_in_order(tmp_path):
+    """One --quick run of everything (the lr sweep included): the report's structure."""
+    result = CliRunner().invoke(app, ["bench", "repro", "--quick", "--out", str(tmp_path / "out"),
+                                      "--work", str(tmp_path / "work")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    lines = report.splitlines()
+    assert lines[0].startswith("# ") and re.fullmatch(
+        r"\*\*(\d+) reproduced, (\d+) partly reproduced, (\d+) not reproduced\*\* of (\d+) verdict lines\.", lines[2])
+    counts = [int(n) for n in re.findall(r"\d+", lines[2])]
+    assert counts[0] + counts[1] + counts[2] == counts[3] == report.count("| reproduced |") + report.count(
+        "| partly reproduced |") + report.count("| not reproduced |")
+    rules, table, verdicts = (report.index(h) for h in ("## Verdict rules", "## Learning-rate sweep", "## Verdicts"))
+    assert rules < table < verdicts and "GRPO / OPD >= 5" in report[rules:table]
+    assert report[table:verdicts].count("**chosen**") == len(sweep.GRIDS)
+    saved = json.loads((tmp_path / "out" / "bench" / sweep.FILE).read_text())
+    assert saved["quick"] and set(saved["methods"]) == set(sweep.GRIDS)
+    for name in EXPERIMENTS:
+        experiment = ExperimentResult.load(tmp_path / "out" / "bench" / f"{name}.json")
+        assert f"## {experiment.title}" in report[verdicts:]
+        for plot in experiment.plots:
+            assert (tmp_path / "out" / plot).stat().st_size > 10_000

@@ -439,9 +439,13 @@ def teacher_cache(
 
 @bench_app.command("repro")
 def bench_repro(
-    only: list[str] = typer.Option([], help=f"run only these experiments (repeatable): {', '.join(EXPERIMENTS)}"),
+    only: list[str] = typer.Option([], help="run only these experiments (repeatable): sweep (the lr sweep alone), "
+                                   f"{', '.join(EXPERIMENTS)}"),
     seeds: int = typer.Option(3, min=1, help="seeds per experiment"),
     quick: bool = typer.Option(False, "--quick", help="1 seed, 2 steps per run: a smoke test of every experiment"),
+    sweep_from: Optional[Path] = typer.Option(None, "--sweep-from", help="take each method's lr from this saved "
+                                              "lr_sweep.json (OUT/bench/lr_sweep.json of an earlier run, or of "
+                                              "scripts/lr_sweep_parallel.py) instead of running the lr sweep first"),
     out: Optional[Path] = typer.Option(None, help="where REPORT.md, plots/, raw/ and bench/ go (default: a new "
                                        "runs/bench-repro/TIMESTAMP; --out docs/results updates the committed report)"),
     work: Path = typer.Option(Path("runs/bench"), help="run directories (checkpoints) of the experiments"),
@@ -452,7 +456,7 @@ def bench_repro(
     out = out or default_out_dir()
     started = time.perf_counter()
     check_out_dir(out, quick)
-    report = run_repro(out, work, only or None, seeds, quick)
+    report = run_repro(out, work, only or None, seeds, quick, sweep_from)
     console.print(f"wrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 
 

@@ -14,9 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillrl.config import TrainConfig
+from distillrl.errors import UserError
 from distillrl.report.metrics import read_metrics
+from distillrl.tasks.levels import MAX_NEW_TOKENS, level_task
 
 QUICK_STEPS = 2  # --quick: every run takes this many optimizer steps
+QUICK_EVAL_PROMPTS = 16  # --quick: held-out (or validation) prompts per evaluation
+QUICK_PROMPTS_PER_STEP, QUICK_GROUP_SIZE = 4, 4  # --quick: at most this many prompts per step, samples per prompt
+
+
+def merged(base: dict, changes: dict) -> dict:
+    """`base` with `changes` applied recursively (a nested dict merges, anything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
 
 BASE_RUN = {
     "student": {"path": "zoo:student-base"},
@@ -29,18 +45,24 @@ BASE_RUN = {
     "checkpoint": {"every": 0, "keep": 1},
     "tensorboard": False,
 }  # fmt: skip
-"""Every benchmark run: these settings, then the run's own (same decoding and 200 held-out prompts for all)."""
+"""The first test bed (round one, level standard): these settings, then the run's own (same decoding and 200
+held-out prompts for all)."""
 
+HARD_LEVEL = "hard"
+HARD_RUN = merged(BASE_RUN, {
+    "student": {"path": "zoo:hard-student-mid"},
+    "teacher": {"path": "zoo:hard-teacher-arith"},
+    "task": level_task("arith", HARD_LEVEL),
+    "rollout": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL]},
+    "optim": {"schedule": "constant"},
+    "eval": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL]},
+})  # fmt: skip
+"""The hard test bed (round two, docs/results/TESTBED.md): the thinking mid-trained student, the hard arith
+teacher (+0.235 over its pre-RL base zoo:hard-base at build), hard arith, 64-token completions, a constant lr after the
+warm-up; 200 held-out prompts, greedy and sampled."""
 
-def merged(base: dict, changes: dict) -> dict:
-    """`base` with `changes` applied recursively (a nested dict merges, anything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+BEDS = {"standard": BASE_RUN, HARD_LEVEL: HARD_RUN}
+"""Each task level's base run (its evaluation settings serve `BenchContext.evaluate`)."""
 
 
 @dataclass
@@ -71,22 +93,34 @@ class BenchContext:
     quick: bool
     out_dir: Path  # docs/results: REPORT.md, plots, raw/
     work_dir: Path  # run directories (checkpoints), scratch
+    lrs: dict[str, float] = field(default_factory=dict)  # each method's lr, chosen by the lr sweep (bench/sweep.py)
     eval_cache: dict = field(default_factory=dict)
     runs: dict = field(default_factory=dict)
 
     def steps(self, full: int) -> int:
         return QUICK_STEPS if self.quick else full
 
+    def lr(self, method: str) -> float:
+        """The learning rate the sweep chose for `method` (a key of sweep.GRIDS), the same for every seed."""
+        if method not in self.lrs:
+            raise UserError(f"bench: no lr for {method!r} from the lr sweep (have: {', '.join(self.lrs) or 'none'})")
+        return self.lrs[method]
+
     def scaled(self, settings: dict, steps: int, eval_every: int = 0) -> dict:
         """`settings` for a run of `steps` optimizer steps, evaluated every N steps (--quick: QUICK_STEPS, evaluated
         before and after only)."""
         return merged(settings, {"optim": {"steps": self.steps(steps)}, "eval": {"every": 0 if self.quick else eval_every}})
 
-    def train(self, experiment: str, name: str, seed: int, settings: dict) -> Run:
-        """Run BASE_RUN + `settings` with this seed (once per name and seed in this process)."""
+    def train(self, experiment: str, name: str, seed: int, settings: dict, base: dict = BASE_RUN) -> Run:
+        """Run `base` (BASE_RUN or HARD_RUN) + `settings` with this seed (once per name and seed in this process)."""
         from distillrl.trainer import train
 
-        data = merged(BASE_RUN, settings)
+        data = merged(base, settings)
+        if self.quick:  # a smoke test: small batches and evaluations
+            rollout = data["rollout"]
+            data = merged(data, {"rollout": {"prompts_per_step": min(rollout["prompts_per_step"], QUICK_PROMPTS_PER_STEP),
+                                             "group_size": min(rollout["group_size"], QUICK_GROUP_SIZE)},
+                                 "eval": {"num_prompts": QUICK_EVAL_PROMPTS}})  # fmt: skip
         data["seed"] = seed
         data["output_dir"] = str(self.work_dir / f"{name}-seed{seed}")
         key = (name, seed)
@@ -113,18 +147,18 @@ class BenchContext:
         shutil.copyfile(run.metrics, raw)
         return run
 
-    def evaluate(self, model_path: str | Path, task_name: str) -> dict:
-        """A checkpoint's held-out metrics on a built-in task (same prompts and decoding as the runs)."""
+    def evaluate(self, model_path: str | Path, task_name: str, level: str = "standard") -> dict:
+        """A checkpoint's held-out metrics on a built-in task at a level (same prompts and decoding as the runs)."""
         from distillrl.config import TaskConfig
         from distillrl.evaluate import evaluate
         from distillrl.models.loading import load_causal_lm, load_tokenizer
         from distillrl.tasks import build_task
 
-        key = json.dumps(["evaluate", str(model_path), task_name])
+        key = json.dumps(["evaluate", str(model_path), task_name, level, self.quick])
         if key not in self.eval_cache:
-            settings = BASE_RUN["eval"]
-            task = build_task(TaskConfig(name=task_name))
-            problems = task.test_problems(settings["num_prompts"])
+            settings = BEDS[level]["eval"]
+            task = build_task(TaskConfig.model_validate(level_task(task_name, level)))
+            problems = task.test_problems(QUICK_EVAL_PROMPTS if self.quick else settings["num_prompts"])
             self.eval_cache[key] = evaluate(load_causal_lm(str(model_path)), load_tokenizer(str(model_path)), task,
                                             problems, None, settings["temperature"], settings["max_new_tokens"])  # fmt: skip
         return dict(self.eval_cache[key])

@@ -21,3 +21,15 @@ RLAD = merged(RL_ROLLOUT, {"objective": {"name": "rlad", "fidelity": None, "rlad
                            "optim": {"lr": 1e-4, "minibatches": 2}})  # configs/rlad.yaml  # fmt: skip
 KDRL = merged(RL_ROLLOUT, {"objective": {"name": "hybrid", "fidelity": None, "terms": [
     {"name": "grpo", "weight": 1.0}, {"name": "reverse_kl", "fidelity": "full", "weight": 0.1}]}})  # configs/kdrl.yaml  # fmt: skip
+
+BY_NAME = {"opd": OPD, "exopd": exopd(1.25), "sft": SFT, "kdrl": KDRL, "grpo": GRPO, "rlad": RLAD}
+"""The methods with a tuned lr (bench/sweep.py), by the name `BenchContext.lr` takes."""
+
+STEPS = {"opd": 200, "exopd": 200, "sft": 200, "grpo": 300, "rlad": 300, "kdrl": 300}
+"""Each method's full step budget on the hard bed: the lr sweep's runs and the reruns' (before any doubling)."""
+EVAL_EVERY = 25  # evaluations of the hard-bed runs, every N steps
+
+
+def tuned(method: str, lr: float) -> dict:
+    """Method `method`'s settings at learning rate `lr`."""
+    return merged(BY_NAME[method], {"optim": {"lr": lr}})

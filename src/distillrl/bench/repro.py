@@ -4,15 +4,20 @@ committed report is docs/results, written only when asked for by name and never 
 from __future__ import annotations
 
 import importlib
+import json
+import shutil
 import time
 from pathlib import Path
 
 from rich.console import Console
 
+from distillrl.bench import sweep
 from distillrl.bench.context import BenchContext
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.bench.report import ExperimentResult, render_report
 from distillrl.errors import UserError
+
+SWEEP = "sweep"  # `--only sweep`: the lr sweep alone
 
 COMMITTED_RESULTS = ("docs", "results")
 console = Console(stderr=True)
@@ -28,20 +33,52 @@ def check_out_dir(out_dir: Path, quick: bool) -> None:
     that holds a full run's experiment results."""
     if not quick:
         return
-    full = sorted(p.stem for p in (out_dir / "bench").glob("*.json") if not ExperimentResult.load(p).quick)
+    bench = out_dir / "bench"
+    full = sorted(p.stem for p in bench.glob("*.json") if p.name != sweep.FILE and not ExperimentResult.load(p).quick)
+    if (bench / sweep.FILE).exists() and not json.loads((bench / sweep.FILE).read_text()).get("quick"):
+        full.insert(0, "the lr sweep")
     if tuple(out_dir.resolve().parts[-2:]) == COMMITTED_RESULTS or full:
         held = f" (it holds the full results of {', '.join(full)})" if full else ""
         raise UserError(f"--quick: refusing to write smoke-test results into {out_dir}{held}; leave --out out "
                          "(a new runs/bench-repro/TIMESTAMP) or name an empty folder")  # fmt: skip
 
 
-def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seeds: int = 3, quick: bool = False) -> Path:
-    """Run the experiments (all, or `only`), save each result under out_dir/bench and render REPORT.md."""
-    unknown = [name for name in only or [] if name not in EXPERIMENTS]
+def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seeds: int = 3, quick: bool = False,
+               sweep_from: Path | None = None) -> Path:  # fmt: skip
+    """Run the lr sweep (or take its result from `sweep_from`), then the experiments (all, or `only`; `only`
+    may name `sweep` for the sweep alone), save each result under out_dir/bench and render REPORT.md."""
+    unknown = [name for name in only or [] if name not in EXPERIMENTS and name != SWEEP]
     if unknown:
-        raise UserError(f"--only: unknown experiment {unknown[0]!r} (have: {', '.join(EXPERIMENTS)})")
+        raise UserError(f"--only: unknown experiment {unknown[0]!r} (have: {SWEEP}, {', '.join(EXPERIMENTS)})")
     names = [name for name in EXPERIMENTS if not only or name in only]
+    if quick:  # the smoke test's tiny batches run faster on one thread, above all on a busy machine
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return run_experiments(out_dir, work_dir, names, seeds, quick, sweep_from)
+        finally:
+            torch.set_num_threads(threads)
+    return run_experiments(out_dir, work_dir, names, seeds, quick, sweep_from)
+
+
+def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool,
+                    sweep_from: Path | None) -> Path:  # fmt: skip
+    """The sweep (or its saved result), then the experiments `names`, then REPORT.md."""
     ctx = BenchContext(seeds=list(range(1 if quick else seeds)), quick=quick, out_dir=out_dir, work_dir=work_dir)
+    saved = out_dir / "bench" / sweep.FILE
+    if sweep_from is not None:
+        data = sweep.load_sweep(sweep_from, quick)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        if Path(sweep_from).resolve() != saved.resolve():
+            shutil.copyfile(sweep_from, saved)
+    else:
+        console.print(f"[bold]bench: lr sweep[/] ({len(sweep.sweep_runs(quick))} runs, seed {sweep.SEED}, validation split)")
+        started = time.perf_counter()
+        data = sweep.run_sweep(ctx)
+        console.print(f"  chosen: {sweep.chosen_lrs(data)} ({time.perf_counter() - started:.0f} s)", highlight=False)
+    ctx.lrs = sweep.chosen_lrs(data)
     for index, name in enumerate(names, start=1):
         console.print(f"[bold]bench {index}/{len(names)}: {name}[/] ({'quick' if quick else f'{seeds} seeds'})")
         module = importlib.import_module(f"distillrl.bench.experiments.{name}")
@@ -53,4 +90,4 @@ def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seed
             mark = {True: "[green]reproduced[/]", False: "[red]not reproduced[/]", None: "[yellow]partly[/]"}
             console.print(f"  {mark[claim.reproduced]}: {claim.claim} ours: {claim.ours}", highlight=False)
         console.print(f"  {result.wall_seconds:.0f} s")
-    return render_report(out_dir, list(EXPERIMENTS))
+    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(data), data.get("wall_seconds", 0.0))

@@ -2,7 +2,8 @@
 reasoning leaves the teacher's path?
 
 Seed (Thinking Machines' example): the token that sends the reasoning the wrong way carries the largest penalty.
-The student is experiment 1's OPD student (it reasons step by step, and sometimes goes wrong).
+The student is round one's OPD student (zoo:student-base after 100 OPD steps from zoo:teacher on standard arith:
+it reasons step by step, and sometimes goes wrong); this experiment already reproduced and stays on the first bed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import statistics
 
 from distillrl.bench.context import BASE_RUN, BenchContext
-from distillrl.bench.experiments import opd_vs_rl
 from distillrl.bench.methods import OPD
 from distillrl.bench.report import Claim, ExperimentResult, Table
 from distillrl.config import TaskConfig
@@ -20,16 +20,17 @@ from distillrl.tasks import build_task
 
 NAME = "forking_tokens"
 PAGE_SAMPLES = 12
+STEPS = 100  # round one's OPD run (recipe lr 1e-3, cosine)
 
 
 def run(ctx: BenchContext) -> ExperimentResult:
-    settings = ctx.scaled(OPD, opd_vs_rl.STEPS, opd_vs_rl.EVAL_EVERY)
+    settings = ctx.scaled(OPD, STEPS)
     task = build_task(TaskConfig(name="arith"))
     problems = task.test_problems(BASE_RUN["eval"]["num_prompts"])
     teacher = load_causal_lm(BASE_RUN["teacher"]["path"])
     rows, views_by_seed = [], {}
     for seed in ctx.seeds:
-        student_run = ctx.train(NAME, "opd", seed, settings)
+        student_run = ctx.train(NAME, "opd-standard", seed, settings)
         student = load_causal_lm(str(student_run.checkpoint))
         views = inspect_samples(student, teacher, load_tokenizer(str(student_run.checkpoint)),
                                 [p.prompt for p in problems], 1, 1.0, BASE_RUN["eval"]["max_new_tokens"],
@@ -59,7 +60,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
                     "student's prefix; reproduced when the peak is there more than twice as often as chance.")]  # fmt: skip
     return ExperimentResult(
         NAME, "9. Forking tokens",
-        "Experiment 1's OPD student samples one completion per held-out arith prompt; every token is scored by its "
+        "Round one's OPD student (zoo:student-base after 100 OPD steps from zoo:teacher, lr 1e-3) samples one completion per held-out arith prompt; every token is scored by its "
         "exact reverse KL to zoo:teacher. `distillrl inspect` draws the same view for any prompt; "
         "[forking_tokens.html](forking_tokens.html) shows 6 wrong and 6 right samples (hover for the teacher's token).",
         ctx.seeds, ctx.quick, tables=[table], claims=claims,
