@@ -70,8 +70,10 @@ def inspect_block() -> str:
 
 
 def bench_block() -> str:
-    results = [json.loads(path.read_text()) for path in sorted((ROOT / "docs" / "results" / "bench").glob("*.json"))]
-    minutes = sum(r["wall_seconds"] for r in results) / 60
+    bench = ROOT / "docs" / "results" / "bench"
+    results = [json.loads(path.read_text()) for path in sorted(bench.glob("*.json")) if path.name != "lr_sweep.json"]
+    sweep = json.loads((bench / "lr_sweep.json").read_text()) if (bench / "lr_sweep.json").exists() else {}
+    minutes = (sweep.get("wall_seconds", 0.0) + sum(r["wall_seconds"] for r in results)) / 60
     seeds = max(len(r["seeds"]) for r in results)
     return (f"`distillrl bench repro --out docs/results` runs {len(results)} experiments on the zoo ({seeds} seeds; "
             f"{minutes:.0f} minutes on 2 CPU cores for the committed report)")

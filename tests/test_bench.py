@@ -12,7 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from distillrl.bench import sweep
-from distillrl.bench.context import HARD_RUN, merged
+from distillrl.bench.context import HARD_RUN, BenchContext, merged
 from distillrl.bench.curves import MeanCurve, first_reaching, interpolate
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.bench.experiments.fusion import rule_four
@@ -215,6 +215,10 @@ def test_sweep_chooses_the_best_final_validation_accuracy_ties_to_the_smaller_lr
     sweep.write_sweep(tmp_path, results, quick=True)
     with pytest.raises(UserError, match="holds a --quick sweep"):
         sweep.load_sweep(saved, quick=False)
+    ctx = BenchContext([0], False, tmp_path, tmp_path, lrs=sweep.chosen_lrs(data))
+    assert ctx.lr("opd") == 3e-4
+    with pytest.raises(UserError, match="no lr for 'kdrl' from the lr sweep"):
+        ctx.lr("kdrl")
 
 
 def test_quick_benchmark_writes_the_whole_report_in_order(tmp_path):

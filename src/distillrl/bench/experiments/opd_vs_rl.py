@@ -1,4 +1,4 @@
-"""1. OPD vs SFT vs RL from the same thinking student on the hard bed: steps and training time to 50%, 80% and
+"""1. OPD vs SFT vs RL from the same mid-trained student on the hard bed: steps and training time to 50%, 80% and
 95% of the teacher, and OPD vs SFT at equal steps and at equal compute.
 
 Seed (Thinking Machines, on-policy distillation): OPD reaches the teacher's level in 7-10x fewer gradient steps
@@ -61,8 +61,8 @@ def run(ctx: BenchContext) -> ExperimentResult:
     table = Table(
         f"zoo:hard-student-mid <- zoo:hard-teacher-arith on hard arith (teacher greedy {teacher:.3f}, student before "
         f"{start:.3f}); seed-mean curves", ["method", "lr (sweep)", "steps", "final accuracy", "sampled",
-        "train s/step"] + [f"{a} to {level:.0%} teacher ({level * teacher:.3f})" for level in LEVELS
-                           for a in ("steps", "seconds")], [])  # fmt: skip
+        "train s/step"] + [f"to {level:.0%} of teacher ({level * teacher:.3f}): steps, training s" for level in LEVELS],
+        [])  # fmt: skip
     for key, label in METHODS.items():
         group = runs[key]
         budget = group[0].evals[-1]["step"]
@@ -70,7 +70,8 @@ def run(ctx: BenchContext) -> ExperimentResult:
                mean_std([r.after[ACCURACY] for r in group]), mean_std([r.after["eval/accuracy_sampled"] for r in group]),
                mean_std([r.train_seconds / max(budget, 1) for r in group], 2)]  # fmt: skip
         for level in LEVELS:
-            row += reach_cells(curves[key], level * teacher)
+            steps, seconds = reach_cells(curves[key], level * teacher)
+            row.append(steps if seconds == "-" else f"{steps}, {seconds} s")
         table.rows.append(row)
     plots = ctx.out_dir / "plots"
     labels = {label: runs[key] for key, label in METHODS.items()}
@@ -105,7 +106,7 @@ def run(ctx: BenchContext) -> ExperimentResult:
                     f"{teacher:.3f}); GRPO / OPD >= 5 reproduced, 2-5 partly, < 2 not; {budgets}.")]  # fmt: skip
     return ExperimentResult(
         NAME, "1. OPD vs SFT vs RL (steps and compute to the teacher)",
-        "From zoo:hard-student-mid (3x64, thinking, mid-trained) with zoo:hard-teacher-arith (3x96) on hard arith; "
+        "From zoo:hard-student-mid (3x64, mid-trained; skips its steps on half the problems) with zoo:hard-teacher-arith (3x96) on hard arith; "
         "32 prompts per step; OPD 4 samples per prompt, sampled-token reverse KL; SFT on 4 teacher samples per "
         "prompt; GRPO, RLAD and KDRL 8 samples per prompt with the exact-match reward; each method at the lr the "
         f"sweep chose, constant after 10 warm-up steps; evaluated every {EVAL_EVERY} steps. Steps and seconds to a "
