@@ -71,7 +71,8 @@ ZOO = {
         stages=(Stage(steps=1000, lr=2e-3),), seed=1, hidden_size=128, num_layers=4, intermediate_size=384,
     ),
     "teacher": ZooModel(
-        "teacher", "teacher-base after GRPO on the arith verifier",
+        "teacher", "teacher-base after GRPO on the arith verifier (the first bed's RL stage, which finds nothing to "
+        "gain: a teacher for the demo and the small-gain end of the ExOPD ablation)",
         stages=(Stage(steps=120, lr=3e-5, **GRPO_STAGE),), seed=1, init_from="teacher-base",
     ),
     "student-base": ZooModel(
@@ -86,11 +87,11 @@ ZOO = {
         stages=(Stage(steps=600, lr=2e-3, task="mix"),), seed=3, hidden_size=96, num_layers=3, intermediate_size=288,
     ),
     "teacher-arith": ZooModel(
-        "teacher-arith", "domain-base after GRPO on arith",
+        "teacher-arith", "domain-base after GRPO on arith (first bed: a small RL gain, for the ExOPD ablation)",
         stages=(Stage(steps=150, lr=5e-5, task="arith", **GRPO_STAGE),), seed=4, init_from="domain-base",
     ),
     "teacher-lists": ZooModel(
-        "teacher-lists", "domain-base after GRPO on lists",
+        "teacher-lists", "domain-base after GRPO on lists (first bed: a small RL gain, for the ExOPD ablation)",
         stages=(Stage(steps=150, lr=5e-5, task="lists", **GRPO_STAGE),), seed=5, init_from="domain-base",
     ),
     # The hard test bed (issue 13): arith and lists at level "hard", where GRPO has something to find.
