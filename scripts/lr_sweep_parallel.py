@@ -11,6 +11,7 @@ process evaluates the teacher and the starting student once per run (no cache ac
 from __future__ import annotations
 
 import argparse
+import os
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -53,7 +54,10 @@ def main() -> None:
             print(f"{len(results)}/{len(runs)} {futures[future].name}: final validation accuracy "
                   f"{result['final']:.3f} ({result['train_seconds']:.0f} training s, "
                   f"{time.perf_counter() - started:.0f} s since start)", flush=True)  # fmt: skip
-    data = write_sweep(args.out, results, args.quick, time.perf_counter() - started)
+    import torch
+
+    machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}: {args.workers} worker processes of one thread"
+    data = write_sweep(args.out, results, args.quick, time.perf_counter() - started, machine)
     print("chosen:", {method: entry["chosen"] for method, entry in data["methods"].items()})
     print(f"wrote {args.out / 'bench' / 'lr_sweep.json'} ({(time.perf_counter() - started) / 60:.1f} min)")
 

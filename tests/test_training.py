@@ -200,3 +200,16 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_config, objective):
     for one, three in zip(runs[0][0], runs[1][0]):
         torch.testing.assert_close(one, three, atol=1e-5, rtol=1e-4)
     assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)
+
+
+def test_eval_at_adds_evaluations_on_the_validation_split(tiny_config):
+    """Evaluations before, at `eval.every`, at each `eval.at` step and after; `split: validation` scores a fixed set of
+    training-split prompts, not the held-out ones (other accuracy, same decoding)."""
+    from distillrl.report.metrics import read_metrics
+
+    config = tiny_config(optim={"steps": 5}, eval={"every": 4, "at": [1, 2], "split": "validation"}, checkpoint={"every": 0})
+    summary = train(config, show_progress=False)
+    evals = [r["step"] for r in read_metrics(Path(config.output_dir)) if "eval/accuracy_greedy" in r]
+    assert evals == [0, 1, 2, 4, 5]
+    test = tiny_config(optim={"steps": 1}, eval={"every": 0}, checkpoint={"every": 0}, output_dir=config.output_dir + "-test")
+    assert train(test, show_progress=False)["before"] != summary["before"]  # the same model on 16 other prompts

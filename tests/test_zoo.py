@@ -86,3 +86,15 @@ def test_eval_refuses_an_unknown_level():
 
     result = CliRunner().invoke(app, ["eval", "--model", "zoo:hard-base", "--level", "extreme"])
     assert result.exit_code == 2 and "--level: unknown level 'extreme' (have: standard, hard)" in result.output
+
+
+def test_every_shipped_model_has_a_build_record_and_each_hard_teacher_gains_a_tenth():
+    """`zoo list` shows a held-out accuracy for every model; the RL teachers with a real gain are the hard bed's."""
+    from distillrl.models.zoo import ZOO, ZOO_DIR
+
+    records = {name: read_build_record(ZOO_DIR / name) for name in ZOO}
+    assert all(record is not None for record in records.values()), [n for n, r in records.items() if r is None]
+    gains = {name: r["accuracy_greedy"] - r["base_accuracy_greedy"] for name, r in records.items() if "base" in r}
+    assert set(gains) == {"teacher", "teacher-arith", "teacher-lists", "hard-teacher-arith", "hard-teacher-lists"}
+    assert min(gains["hard-teacher-arith"], gains["hard-teacher-lists"]) >= 0.10
+    assert max(abs(gains[name]) for name in ("teacher", "teacher-arith", "teacher-lists")) <= 0.02  # the first bed's

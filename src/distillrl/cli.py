@@ -449,6 +449,9 @@ def bench_repro(
     out: Optional[Path] = typer.Option(None, help="where REPORT.md, plots/, raw/ and bench/ go (default: a new "
                                        "runs/bench-repro/TIMESTAMP; --out docs/results updates the committed report)"),
     work: Path = typer.Option(Path("runs/bench"), help="run directories (checkpoints) of the experiments"),
+    workers: int = typer.Option(1, min=1, help="run the experiments in this many processes of one torch thread each "
+                                "(experiments sharing runs stay together; 2 suits a 2-core machine)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads of this process (default: torch's)"),
 ) -> None:
     """Reproduce the papers' findings on the built-in zoo: tables, verdicts and plots in OUT/REPORT.md."""
     from distillrl.bench.repro import check_out_dir, default_out_dir, run_repro
@@ -456,7 +459,11 @@ def bench_repro(
     out = out or default_out_dir()
     started = time.perf_counter()
     check_out_dir(out, quick)
-    report = run_repro(out, work, only or None, seeds, quick, sweep_from)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    report = run_repro(out, work, only or None, seeds, quick, sweep_from, workers)
     console.print(f"wrote {report} ({(time.perf_counter() - started) / 60:.1f} min)")
 
 

@@ -259,6 +259,10 @@ class OptimConfig(Strict):
 
 class EvalConfig(Strict):
     every: int = Field(25, ge=0, description="evaluate every N steps (0: only before and after)")
+    at: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="also evaluate at these steps (e.g. densely early in a run, where the "
+        "curve moves fastest)"
+    )
     num_prompts: int = Field(200, ge=1)
     temperature: float = Field(1.0, gt=0, description="temperature of the sampled accuracy and the KL samples")
     max_new_tokens: int = Field(48, ge=1)

@@ -407,7 +407,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                        "perf/step_seconds": seconds,
                        "perf/tokens_per_second": world.sum(sequences.completion_mask.sum().item()) / seconds,
                        **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
-            if step == optim.steps or (config.eval.every and step % config.eval.every == 0):
+            if step == optim.steps or (config.eval.every and step % config.eval.every == 0) or step in config.eval.at:
                 last_eval = run_eval(student, single_teacher)
                 record |= last_eval
             if log is not None:

@@ -55,11 +55,12 @@ HARD_RUN = merged(BASE_RUN, {
     "task": level_task("arith", HARD_LEVEL),
     "rollout": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL]},
     "optim": {"schedule": "constant"},
-    "eval": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL]},
+    "eval": {"max_new_tokens": MAX_NEW_TOKENS[HARD_LEVEL], "at": [2, 4, 6, 8, 12, 16]},
 })  # fmt: skip
-"""The hard test bed (round two, docs/results/TESTBED.md): the mid-trained student (it skips its steps on half
-the problems), the hard arith teacher (+0.235 over its pre-RL base zoo:hard-base at build), hard arith, 64-token
-completions, a constant lr after the warm-up; 200 held-out prompts, greedy and sampled."""
+"""The hard test bed (round two, docs/results/TESTBED.md): the mid-trained student (it skips its steps on half the
+problems), the hard arith teacher (+0.235 over its pre-RL base zoo:hard-base at build), hard arith, 64-token
+completions, a constant lr after the warm-up; 200 held-out prompts, greedy and sampled, evaluated densely early
+(eval.at) where the curves move fastest."""
 
 BEDS = {"standard": BASE_RUN, HARD_LEVEL: HARD_RUN}
 """Each task level's base run (its evaluation settings serve `BenchContext.evaluate`)."""

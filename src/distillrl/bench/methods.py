@@ -25,9 +25,9 @@ KDRL = merged(RL_ROLLOUT, {"objective": {"name": "hybrid", "fidelity": None, "te
 BY_NAME = {"opd": OPD, "exopd": exopd(1.25), "sft": SFT, "kdrl": KDRL, "grpo": GRPO, "rlad": RLAD}
 """The methods with a tuned lr (bench/sweep.py), by the name `BenchContext.lr` takes."""
 
-STEPS = {"opd": 200, "exopd": 200, "sft": 200, "grpo": 300, "rlad": 300, "kdrl": 300}
+STEPS = {"opd": 80, "exopd": 80, "sft": 80, "grpo": 80, "rlad": 80, "kdrl": 80}
 """Each method's full step budget on the hard bed: the lr sweep's runs and the reruns' (before any doubling)."""
-EVAL_EVERY = 25  # evaluations of the hard-bed runs, every N steps
+EVAL_EVERY = 10  # evaluations of the hard-bed runs, every N steps (and densely early: HARD_RUN's eval.at)
 
 
 def tuned(method: str, lr: float) -> dict:

@@ -8,6 +8,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from distillrl.files import write_text_atomic
+
 
 def mean_std(values: list[float], digits: int = 3) -> str:
     """'mean +- std' over seeds (sample standard deviation; a single value has none)."""
@@ -56,7 +58,7 @@ class ExperimentResult:
     def save(self, out_dir: Path) -> Path:
         path = out_dir / "bench" / f"{self.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1))
+        write_text_atomic(path, json.dumps(asdict(self), indent=1))  # a parallel worker may be reading the folder
         return path
 
     @classmethod
@@ -111,6 +113,9 @@ def verdict_counts(results: list[ExperimentResult]) -> str:
             f"reproduced** of {len(claims)} verdict lines.")  # fmt: skip
 
 
+PARALLEL_FILE = "parallel.json"  # bench/: how the latest --workers run was split, and its wall time
+
+
 def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, sweep_seconds: float = 0.0) -> Path:
     """Write out_dir/REPORT.md from the experiment results under out_dir/bench (in `order`): the verdict count,
     the rules (fixed before the results), the lr sweep's table, then the verdicts and each experiment."""
@@ -131,7 +136,7 @@ def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, s
         f"Wall time on this machine: **{total / 60:.1f} min**, the sum of the lr sweep's and each experiment's "
         "latest run (`--only` reruns one; runs shared between experiments count once, where first run): "
         + ", ".join([f"lr sweep {sweep_seconds / 60:.1f}"] + [f"{r.name} {r.wall_seconds / 60:.1f}" for r in results])
-        + " (minutes).",
+        + " (minutes)." + parallel_note(out_dir),
         "",
         "## Verdict rules (fixed before the results)",
         "",
@@ -167,5 +172,17 @@ def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, s
             lines += [f"- **{verdict(claim.reproduced)}**: {claim.claim} Paper: {claim.paper}. Ours: {claim.ours}. "
                       f"{claim.why}"]  # fmt: skip
     path = out_dir / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def parallel_note(out_dir: Path) -> str:
+    """' Run as N processes of one thread each: ... wall.' from bench/parallel.json, or '' for a one-process run."""
+    file = out_dir / "bench" / PARALLEL_FILE
+    if not file.exists():
+        return ""
+    data = json.loads(file.read_text())
+    groups = "; ".join(", ".join(group) for group in data["groups"])
+    return (f" The latest run went as {len(data['groups'])} processes of one torch thread each (`--workers "
+            f"{len(data['groups'])}`: {groups}), **{data['wall_seconds'] / 60:.1f} min** wall clock from the sweep's "
+            "result to the last experiment.")

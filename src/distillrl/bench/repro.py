@@ -14,7 +14,7 @@ from rich.console import Console
 from distillrl.bench import sweep
 from distillrl.bench.context import BenchContext
 from distillrl.bench.experiments import EXPERIMENTS
-from distillrl.bench.report import ExperimentResult, render_report
+from distillrl.bench.report import PARALLEL_FILE, ExperimentResult, render_report
 from distillrl.errors import UserError
 
 SWEEP = "sweep"  # `--only sweep`: the lr sweep alone
@@ -44,13 +44,18 @@ def check_out_dir(out_dir: Path, quick: bool) -> None:
 
 
 def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seeds: int = 3, quick: bool = False,
-               sweep_from: Path | None = None) -> Path:  # fmt: skip
+               sweep_from: Path | None = None, workers: int = 1) -> Path:  # fmt: skip
     """Run the lr sweep (or take its result from `sweep_from`), then the experiments (all, or `only`; `only`
-    may name `sweep` for the sweep alone), save each result under out_dir/bench and render REPORT.md."""
+    may name `sweep` for the sweep alone), save each result under out_dir/bench and render REPORT.md. With
+    `workers` > 1 the experiments run in that many processes of one torch thread each (run_in_workers)."""
     unknown = [name for name in only or [] if name not in EXPERIMENTS and name != SWEEP]
     if unknown:
         raise UserError(f"--only: unknown experiment {unknown[0]!r} (have: {SWEEP}, {', '.join(EXPERIMENTS)})")
     names = [name for name in EXPERIMENTS if not only or name in only]
+    if workers > 1:
+        return run_in_workers(out_dir, work_dir, names, seeds, quick, sweep_from, workers)
+    if not only:  # a whole run in this process: no earlier --workers split describes it
+        (out_dir / "bench" / PARALLEL_FILE).unlink(missing_ok=True)
     if quick:  # the smoke test's tiny batches run faster on one thread, above all on a busy machine
         import torch
 
@@ -61,6 +66,42 @@ def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seed
         finally:
             torch.set_num_threads(threads)
     return run_experiments(out_dir, work_dir, names, seeds, quick, sweep_from)
+
+
+def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool, sweep_from: Path | None,
+                   workers: int) -> Path:  # fmt: skip
+    """The sweep (or its saved result) here, then the experiments split over `workers` child processes
+    (`distillrl bench repro --only ...`, one torch thread each: on a small machine two one-thread processes train
+    faster together than one two-thread process), each logging to WORK/worker-I.log; then REPORT.md of all."""
+    import os
+    import subprocess
+    import sys
+
+    from distillrl.bench.experiments import worker_groups
+    from distillrl.files import write_text_atomic
+
+    saved = out_dir / "bench" / sweep.FILE
+    run_experiments(out_dir, work_dir, [], seeds, quick, sweep_from)  # the sweep here (or a copy of its result)
+    groups = worker_groups([name for name in names if name != SWEEP], workers)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    started, children = time.perf_counter(), []
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for index, group in enumerate(groups):
+        command = [sys.executable, "-m", "distillrl", "bench", "repro", "--seeds", str(seeds), "--sweep-from",
+                   str(saved), "--out", str(out_dir), "--work", str(work_dir / f"worker-{index}"), "--threads", "1"]
+        command += [arg for name in group for arg in ("--only", name)] + (["--quick"] if quick else [])
+        log = work_dir / f"worker-{index}.log"
+        console.print(f"[bold]bench worker {index}[/]: {', '.join(group)} (log: {log})", highlight=False)
+        children.append((index, log, subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+    failed = [(index, log) for index, log, child in children if child.wait() != 0]
+    if failed:
+        index, log = failed[0]
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise UserError(f"bench worker {index} failed (its log: {log}):\n{tail}")
+    write_text_atomic(out_dir / "bench" / PARALLEL_FILE,
+                      json.dumps({"groups": groups, "wall_seconds": time.perf_counter() - started}, indent=1))
+    data = json.loads(saved.read_text())
+    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(data), data.get("wall_seconds", 0.0))
 
 
 def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool,

@@ -67,7 +67,8 @@ def train_sweep_run(ctx: BenchContext, run: SweepRun) -> dict:
             "accuracy": accuracy, "train_seconds": trained.train_seconds}  # fmt: skip
 
 
-def write_sweep(out_dir: Path, results: list[dict], quick: bool, wall_seconds: float = 0.0) -> dict:
+def write_sweep(out_dir: Path, results: list[dict], quick: bool, wall_seconds: float = 0.0,
+                machine: str = "this machine, one process") -> dict:  # fmt: skip
     """Group the runs' results by method, choose each method's lr, save OUT/bench/lr_sweep.json."""
     methods = {}
     for method, grid in GRIDS.items():
@@ -76,8 +77,8 @@ def write_sweep(out_dir: Path, results: list[dict], quick: bool, wall_seconds: f
             raise ValueError(f"lr sweep: {method} has results for lrs {[r['lr'] for r in rows]}, not {list(grid)}")
         best = max(rows, key=lambda r: (round(r["final"], 9), -r["lr"]))
         methods[method] = {"chosen": best["lr"], "runs": [{k: v for k, v in r.items() if k != "method"} for r in rows]}
-    data = {"split": "validation", "seed": SEED, "quick": quick, "wall_seconds": wall_seconds, "rule": CHOICE_RULE,
-            "methods": methods}  # fmt: skip
+    data = {"split": "validation", "seed": SEED, "quick": quick, "wall_seconds": wall_seconds, "machine": machine,
+            "rule": CHOICE_RULE, "methods": methods}  # fmt: skip
     path = out_dir / "bench" / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
@@ -124,5 +125,5 @@ def sweep_table(data: dict) -> Table:
     at = ", ".join(map(str, steps[:3])) + (", ..." if len(steps) > 3 else "")
     return Table(f"lr sweep: one run per lr (seed {data['seed']}) on the validation split (prompts from the training "
                  f"split), greedy accuracy; {'quick (smoke test)' if data['quick'] else 'full'} sweep, wall time "
-                 f"{data.get('wall_seconds', 0.0) / 60:.1f} min", ["method", "lr", "steps", "final validation accuracy",
+                 f"{data.get('wall_seconds', 0.0) / 60:.1f} min on {data.get('machine', 'this machine')}", ["method", "lr", "steps", "final validation accuracy",
                  f"at each evaluation (steps {at})", "chosen"], rows)  # fmt: skip

@@ -65,13 +65,16 @@ class ZooModel:
 
 
 GRPO_STAGE = dict(objective="grpo", warmup_steps=5, schedule="constant")
+HARD_SKIP_STAGE = dict(steps=30, lr=5e-4, level="hard", cot_fraction=0.5, warmup_steps=10, schedule="constant")
+"""The hard bed's second SFT stage: half the solutions skip their steps (a model that thinks on part of them)."""
 ZOO = {
     "teacher-base": ZooModel(
         "teacher-base", "4 layers x 128: SFT on arith solutions (chain of thought)",
         stages=(Stage(steps=1000, lr=2e-3),), seed=1, hidden_size=128, num_layers=4, intermediate_size=384,
     ),
     "teacher": ZooModel(
-        "teacher", "teacher-base after GRPO on the arith verifier",
+        "teacher", "teacher-base after GRPO on the arith verifier (the first bed's RL stage, which finds nothing to "
+        "gain: a teacher for the demo and the small-gain end of the ExOPD ablation)",
         stages=(Stage(steps=120, lr=3e-5, **GRPO_STAGE),), seed=1, init_from="teacher-base",
     ),
     "student-base": ZooModel(
@@ -86,20 +89,18 @@ ZOO = {
         stages=(Stage(steps=600, lr=2e-3, task="mix"),), seed=3, hidden_size=96, num_layers=3, intermediate_size=288,
     ),
     "teacher-arith": ZooModel(
-        "teacher-arith", "domain-base after GRPO on arith",
+        "teacher-arith", "domain-base after GRPO on arith (first bed: a small RL gain, for the ExOPD ablation)",
         stages=(Stage(steps=150, lr=5e-5, task="arith", **GRPO_STAGE),), seed=4, init_from="domain-base",
     ),
     "teacher-lists": ZooModel(
-        "teacher-lists", "domain-base after GRPO on lists",
+        "teacher-lists", "domain-base after GRPO on lists (first bed: a small RL gain, for the ExOPD ablation)",
         stages=(Stage(steps=150, lr=5e-5, task="lists", **GRPO_STAGE),), seed=5, init_from="domain-base",
     ),
     # The hard test bed (issue 13): arith and lists at level "hard", where GRPO has something to find.
     "hard-base": ZooModel(
         "hard-base", "3 layers x 96: SFT on hard arith and lists, then tuned to skip the steps (arith's, and the "
         "running sums of lists' sum) on half the problems (a base that does not always think)",
-        stages=(Stage(steps=1500, lr=2e-3, task="mix", level="hard"),
-                Stage(steps=30, lr=5e-4, task="mix", level="hard", cot_fraction=0.5, warmup_steps=10,
-                      schedule="constant")),
+        stages=(Stage(steps=1500, lr=2e-3, task="mix", level="hard"), Stage(task="mix", **HARD_SKIP_STAGE)),
         seed=31, hidden_size=96, num_layers=3, intermediate_size=288,
     ),
     "hard-teacher-arith": ZooModel(
@@ -113,9 +114,7 @@ ZOO = {
     "hard-student-mid": ZooModel(
         "hard-student-mid", "3 layers x 64: SFT on hard arith with chain of thought, then tuned to skip the steps on "
         "half the problems (a mid-trained student at about half the teacher's accuracy, thinking on part of them)",
-        stages=(Stage(steps=1400, lr=2e-3, task="arith", level="hard"),
-                Stage(steps=30, lr=5e-4, task="arith", level="hard", cot_fraction=0.5, warmup_steps=10,
-                      schedule="constant")),
+        stages=(Stage(steps=1400, lr=2e-3, task="arith", level="hard"), Stage(task="arith", **HARD_SKIP_STAGE)),
         seed=12, hidden_size=64, num_layers=3, intermediate_size=192,
     ),
 }  # fmt: skip

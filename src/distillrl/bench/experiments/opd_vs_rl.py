@@ -109,9 +109,10 @@ def run(ctx: BenchContext) -> ExperimentResult:
         "From zoo:hard-student-mid (3x64, mid-trained; skips its steps on half the problems) with zoo:hard-teacher-arith (3x96) on hard arith; "
         "32 prompts per step; OPD 4 samples per prompt, sampled-token reverse KL; SFT on 4 teacher samples per "
         "prompt; GRPO, RLAD and KDRL 8 samples per prompt with the exact-match reward; each method at the lr the "
-        f"sweep chose, constant after 10 warm-up steps; evaluated every {EVAL_EVERY} steps. Steps and seconds to a "
-        "level are read on the seed-mean curve (0: the student starts there). Compute is training CPU time "
-        "(sampling, teacher scoring and update; evaluation excluded).",
+        f"sweep chose, constant after 10 warm-up steps; evaluated at steps {', '.join(map(str, HARD_RUN['eval']['at']))} "
+        f"and every {EVAL_EVERY}. Steps and seconds to a level are read on the seed-mean curve (0: the student starts "
+        "there). Compute is training wall-clock time of one torch thread (sampling, teacher scoring and update; "
+        "evaluation excluded).",
         ctx.seeds, ctx.quick, tables=[table, equal], claims=claims,
         plots=["plots/opd_vs_rl_steps.png", "plots/opd_vs_rl_seconds.png"],
     )  # fmt: skip
