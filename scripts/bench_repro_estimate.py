@@ -68,8 +68,10 @@ def main() -> None:
         print(f"  {name:16s} {seconds:6.2f} s/step")
 
     def runs(method_steps: int, seconds: float, every: int, count: int) -> float:
-        evals = (method_steps // every + 1 if every else 2) * evaluation
-        return count * (method_steps * seconds + evals)
+        """`count` runs of `method_steps` steps: training plus evaluations (every N steps and at HARD_RUN's eval.at)."""
+        at = {s for s in range(every, method_steps, every)} if every else set()
+        at |= {s for s in HARD_RUN["eval"].get("at", []) if s < method_steps} if every else set()
+        return count * (method_steps * seconds + (len(at) + 2) * evaluation)
 
     stages = {
         "lr sweep (18 runs, 1 seed)": sum(runs(STEPS[m], per_step[m], EVAL_EVERY, len(GRIDS[m])) for m in GRIDS),
