@@ -70,13 +70,26 @@ def inspect_block() -> str:
 
 
 def bench_block() -> str:
+    """The committed report's size and wall time: the experiments' (as run, in one process or `--workers N`), and
+    the lr sweep's with where it ran."""
+    from distillrl.bench.report import PARALLEL_FILE
+    from distillrl.bench.sweep import FILE as SWEEP_FILE
+
     bench = ROOT / "docs" / "results" / "bench"
-    results = [json.loads(path.read_text()) for path in sorted(bench.glob("*.json")) if path.name != "lr_sweep.json"]
-    sweep = json.loads((bench / "lr_sweep.json").read_text()) if (bench / "lr_sweep.json").exists() else {}
-    minutes = (sweep.get("wall_seconds", 0.0) + sum(r["wall_seconds"] for r in results)) / 60
+    results = [json.loads(path.read_text()) for path in sorted(bench.glob("*.json"))
+               if path.name not in (SWEEP_FILE, PARALLEL_FILE)]  # fmt: skip
     seeds = max(len(r["seeds"]) for r in results)
-    return (f"`distillrl bench repro --out docs/results` runs {len(results)} experiments on the zoo ({seeds} seeds; "
-            f"{minutes:.0f} minutes on 2 CPU cores for the committed report)")
+    parallel = bench / PARALLEL_FILE
+    if parallel.exists():
+        data = json.loads(parallel.read_text())
+        run = (f"{data['wall_seconds'] / 60:.0f} minutes on 2 CPU cores as {len(data['groups'])} one-thread processes "
+               "for the committed report")
+    else:
+        run = f"{sum(r['wall_seconds'] for r in results) / 60:.0f} minutes on 2 CPU cores for the committed report"
+    sweep = json.loads((bench / SWEEP_FILE).read_text()) if (bench / SWEEP_FILE).exists() else None
+    if sweep is not None:
+        run += f", after the lr sweep: {sweep['wall_seconds'] / 60:.0f} minutes on {sweep.get('machine', 'this machine')}"
+    return f"`distillrl bench repro --out docs/results` runs {len(results)} experiments on the zoo ({seeds} seeds; {run})"
 
 
 def replace_block(text: str, name: str, body: str) -> str:
