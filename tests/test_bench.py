@@ -243,3 +243,29 @@ def test_quick_benchmark_writes_the_whole_report_in_order(tmp_path):
         assert f"## {experiment.title}" in report[verdicts:]
         for plot in experiment.plots:
             assert (tmp_path / "out" / plot).stat().st_size > 10_000
+
+
+def test_workers_keep_experiments_sharing_runs_together_and_balance_the_rest():
+    from distillrl.bench.experiments import SHARED_RUNS, worker_groups
+
+    groups = worker_groups(list(EXPERIMENTS), 2)
+    assert sorted(name for group in groups for name in group) == sorted(EXPERIMENTS)  # each once
+    for user, owner in SHARED_RUNS.items():
+        assert any(user in group and owner in group for group in groups), (user, owner)
+    assert all(group == sorted(group, key=EXPERIMENTS.index) for group in groups)  # report order in each
+    assert worker_groups(["fusion", "one_prompt"], 4) == [["fusion"], ["one_prompt"]]  # no empty workers
+    assert worker_groups(list(EXPERIMENTS), 1) == [list(EXPERIMENTS)]
+
+
+def test_the_report_gives_the_wall_clock_of_a_workers_run_and_where_the_sweep_ran(tmp_path):
+    from distillrl.bench.report import PARALLEL_FILE, ExperimentResult, render_report
+
+    for name, minutes in (("fusion", 20.0), ("one_prompt", 2.0)):
+        result = ExperimentResult(name, name, "setup.", [0, 1, 2], quick=False)
+        result.wall_seconds = minutes * 60
+        result.save(tmp_path)
+    one_process = render_report(tmp_path, list(EXPERIMENTS), None, 240.0, "16 CPU cores").read_text()
+    assert "**22.0 min**, the sum of each one's latest run" in one_process and "4.0 min on 16 CPU cores" in one_process
+    (tmp_path / "bench" / PARALLEL_FILE).write_text(json.dumps({"groups": [["fusion"], ["one_prompt"]], "wall_seconds": 1230}))
+    parallel = render_report(tmp_path, list(EXPERIMENTS), None, 240.0, "16 CPU cores").read_text()
+    assert "**20.5 min** as 2 processes of one torch thread each (`--workers 2`: fusion; one_prompt)" in parallel

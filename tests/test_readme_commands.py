@@ -120,7 +120,7 @@ def run_bench_repro(folder: Path, monkeypatch) -> None:
     assert verdicts == sum(len(ExperimentResult.load(out / "bench" / f"{n}.json").claims) for n in EXPERIMENTS)
     raw = sorted((out / "raw").rglob("*.jsonl"))
     assert raw and all(json.loads(f.read_text().splitlines()[-1])["step"] == 2 for f in raw if "opd" in f.name)
-    assert "title=" in (out / "forking_tokens.html").read_text() and "Wall time on this machine" in report
+    assert "title=" in (out / "forking_tokens.html").read_text() and "Wall time of the experiments on this machine" in report
 
 
 def run_bench_speed(folder: Path, monkeypatch) -> None:

@@ -116,12 +116,12 @@ def verdict_counts(results: list[ExperimentResult]) -> str:
 PARALLEL_FILE = "parallel.json"  # bench/: how the latest --workers run was split, and its wall time
 
 
-def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, sweep_seconds: float = 0.0) -> Path:
+def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, sweep_seconds: float = 0.0,
+                  sweep_machine: str = "this machine") -> Path:  # fmt: skip
     """Write out_dir/REPORT.md from the experiment results under out_dir/bench (in `order`): the verdict count,
     the rules (fixed before the results), the lr sweep's table, then the verdicts and each experiment."""
     results = [ExperimentResult.load(out_dir / "bench" / f"{name}.json") for name in order
                if (out_dir / "bench" / f"{name}.json").exists()]  # fmt: skip
-    total = sweep_seconds + sum(r.wall_seconds for r in results)
     lines = [
         "# distillrl: the papers' findings at laptop scale",
         "",
@@ -133,10 +133,7 @@ def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, s
         "shown), the same for every method. Tables give the mean ± sample standard deviation over seeds; a seed "
         "changes the training prompts and samples, not the models. Raw per-step metrics are in `raw/`.",
         "",
-        f"Wall time on this machine: **{total / 60:.1f} min**, the sum of the lr sweep's and each experiment's "
-        "latest run (`--only` reruns one; runs shared between experiments count once, where first run): "
-        + ", ".join([f"lr sweep {sweep_seconds / 60:.1f}"] + [f"{r.name} {r.wall_seconds / 60:.1f}" for r in results])
-        + " (minutes)." + parallel_note(out_dir),
+        wall_time_line(out_dir, results, sweep_seconds, sweep_machine),
         "",
         "## Verdict rules (fixed before the results)",
         "",
@@ -176,13 +173,20 @@ def render_report(out_dir: Path, order: list[str], sweep: Table | None = None, s
     return path
 
 
-def parallel_note(out_dir: Path) -> str:
-    """' Run as N processes of one thread each: ... wall.' from bench/parallel.json, or '' for a one-process run."""
+def wall_time_line(out_dir: Path, results: list[ExperimentResult], sweep_seconds: float, sweep_machine: str) -> str:
+    """How long the report took: the experiments' wall clock (one process: the sum of their latest runs; `--workers
+    N`: the processes' wall clock from bench/parallel.json), each experiment's own minutes, and the lr sweep's."""
+    each = ", ".join(f"{r.name} {r.wall_seconds / 60:.1f}" for r in results)
+    sweep = f"the lr sweep took {sweep_seconds / 60:.1f} min on {sweep_machine}"
     file = out_dir / "bench" / PARALLEL_FILE
     if not file.exists():
-        return ""
+        total = sum(r.wall_seconds for r in results)
+        return (f"Wall time of the experiments on this machine: **{total / 60:.1f} min**, the sum of each one's latest "
+                f"run (`--only` reruns one; runs shared between experiments count once, where first run): {each} "
+                f"(minutes); {sweep}.")  # fmt: skip
     data = json.loads(file.read_text())
     groups = "; ".join(", ".join(group) for group in data["groups"])
-    return (f" The latest run went as {len(data['groups'])} processes of one torch thread each (`--workers "
-            f"{len(data['groups'])}`: {groups}), **{data['wall_seconds'] / 60:.1f} min** wall clock from the sweep's "
-            "result to the last experiment.")
+    return (f"Wall time of the experiments on this machine: **{data['wall_seconds'] / 60:.1f} min** as "
+            f"{len(data['groups'])} processes of one torch thread each (`--workers {len(data['groups'])}`: {groups}); "
+            f"each experiment in its process: {each} (minutes; runs shared between experiments count once, where "
+            f"first run); {sweep}.")  # fmt: skip

@@ -68,9 +68,15 @@ def run_repro(out_dir: Path, work_dir: Path, only: list[str] | None = None, seed
     return run_experiments(out_dir, work_dir, names, seeds, quick, sweep_from)
 
 
+def render(out_dir: Path, sweep_data: dict) -> Path:
+    """REPORT.md from every experiment result under out_dir/bench and the lr sweep `sweep_data`."""
+    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(sweep_data), sweep_data.get("wall_seconds", 0.0),
+                         sweep_data.get("machine", "this machine"))
+
+
 def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool, sweep_from: Path | None,
                    workers: int) -> Path:  # fmt: skip
-    """The sweep (or its saved result) here, then the experiments split over `workers` child processes
+    """The sweep in `workers` processes (or its saved result), then the experiments split over `workers` child processes
     (`distillrl bench repro --only ...`, one torch thread each: on a small machine two one-thread processes train
     faster together than one two-thread process), each logging to WORK/worker-I.log; then REPORT.md of all."""
     import os
@@ -81,8 +87,11 @@ def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, 
     from distillrl.files import write_text_atomic
 
     saved = out_dir / "bench" / sweep.FILE
-    run_experiments(out_dir, work_dir, [], seeds, quick, sweep_from)  # the sweep here (or a copy of its result)
+    run_experiments(out_dir, work_dir, [], seeds, quick, sweep_from, workers)  # the sweep (or a copy of its result)
     groups = worker_groups([name for name in names if name != SWEEP], workers)
+    data = json.loads(saved.read_text())
+    if not groups:  # --only sweep
+        return render(out_dir, data)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     started, children = time.perf_counter(), []
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -100,12 +109,11 @@ def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, 
         raise UserError(f"bench worker {index} failed (its log: {log}):\n{tail}")
     write_text_atomic(out_dir / "bench" / PARALLEL_FILE,
                       json.dumps({"groups": groups, "wall_seconds": time.perf_counter() - started}, indent=1))
-    data = json.loads(saved.read_text())
-    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(data), data.get("wall_seconds", 0.0))
+    return render(out_dir, data)
 
 
 def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool,
-                    sweep_from: Path | None) -> Path:  # fmt: skip
+                    sweep_from: Path | None, sweep_workers: int = 1) -> Path:  # fmt: skip
     """The sweep (or its saved result), then the experiments `names`, then REPORT.md."""
     ctx = BenchContext(seeds=list(range(1 if quick else seeds)), quick=quick, out_dir=out_dir, work_dir=work_dir)
     saved = out_dir / "bench" / sweep.FILE
@@ -117,7 +125,7 @@ def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int,
     else:
         console.print(f"[bold]bench: lr sweep[/] ({len(sweep.sweep_runs(quick))} runs, seed {sweep.SEED}, validation split)")
         started = time.perf_counter()
-        data = sweep.run_sweep(ctx)
+        data = sweep.run_sweep(ctx, sweep_workers)
         console.print(f"  chosen: {sweep.chosen_lrs(data)} ({time.perf_counter() - started:.0f} s)", highlight=False)
     ctx.lrs = sweep.chosen_lrs(data)
     for index, name in enumerate(names, start=1):
@@ -131,4 +139,4 @@ def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int,
             mark = {True: "[green]reproduced[/]", False: "[red]not reproduced[/]", None: "[yellow]partly[/]"}
             console.print(f"  {mark[claim.reproduced]}: {claim.claim} ours: {claim.ours}", highlight=False)
         console.print(f"  {result.wall_seconds:.0f} s")
-    return render_report(out_dir, list(EXPERIMENTS), sweep.sweep_table(data), data.get("wall_seconds", 0.0))
+    return render(out_dir, data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from distillrl.bench.context import HARD_RUN, BenchContext
@@ -85,11 +86,47 @@ def write_sweep(out_dir: Path, results: list[dict], quick: bool, wall_seconds: f
     return data
 
 
-def run_sweep(ctx: BenchContext) -> dict:
-    """Train every sweep run in this process and save lr_sweep.json."""
+def run_sweep(ctx: BenchContext, workers: int = 1) -> dict:
+    """Train every sweep run (in this process, or in `workers` processes of one torch thread each) and save
+    lr_sweep.json."""
+    if workers > 1:
+        return run_sweep_in_processes(ctx.out_dir, ctx.work_dir, ctx.quick, workers)
     started = time.perf_counter()
     results = [train_sweep_run(ctx, run) for run in sweep_runs(ctx.quick)]
     return write_sweep(ctx.out_dir, results, ctx.quick, time.perf_counter() - started)
+
+
+def one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def train_in_worker(run: SweepRun, out_dir: Path, work_dir: Path, quick: bool) -> dict:
+    return train_sweep_run(BenchContext(seeds=[SEED], quick=quick, out_dir=out_dir, work_dir=work_dir), run)
+
+
+def run_sweep_in_processes(out_dir: Path, work_dir: Path, quick: bool, workers: int,
+                           report: Callable[[str], None] = print) -> dict:  # fmt: skip
+    """The sweep's runs handed to `workers` spawned processes of one torch thread each, longest budgets first
+    (each process evaluates the teacher and the starting student once per run: no cache across processes)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    import torch
+
+    runs, results, started = sweep_runs(quick), [], time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=one_thread) as pool:
+        futures = {pool.submit(train_in_worker, run, out_dir, work_dir, quick): run for run in runs}
+        for future in as_completed(futures):
+            results.append(future.result())
+            report(f"{len(results)}/{len(runs)} {futures[future].name}: final validation accuracy "
+                   f"{results[-1]['final']:.3f} ({results[-1]['train_seconds']:.0f} training s, "
+                   f"{time.perf_counter() - started:.0f} s since start)")  # fmt: skip
+    machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}: {workers} worker processes of one thread"
+    return write_sweep(out_dir, results, quick, time.perf_counter() - started, machine)
 
 
 def chosen_lrs(data: dict) -> dict[str, float]:
