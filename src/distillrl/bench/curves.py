@@ -83,7 +83,7 @@ def plot_mean_curves(path: Path, runs_by_label: dict[str, list[Run]], x: str, ti
                           [m + s for m, s in zip(curve.means, curve.stds)], alpha=0.2)  # fmt: skip
     if teacher_level is not None:
         axis.axhline(teacher_level, color="black", linestyle="--", linewidth=1, label="teacher")
-    axis.set_xlabel("optimizer steps" if x == "steps" else "training time (CPU seconds; evaluation excluded)")
+    axis.set_xlabel("optimizer steps" if x == "steps" else "training time (seconds of one torch thread; evaluation excluded)")
     axis.set_ylabel(ylabel)
     axis.set_title(f"{title}\n(lines: mean of {seeds} seed(s); {BAND})", fontsize=10)
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay visible

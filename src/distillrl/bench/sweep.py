@@ -35,6 +35,9 @@ GRIDS = {
 """The learning rates each method is tried at (TESTBED.md, fixed before the rerun)."""
 LABELS = {"opd": "OPD", "exopd": "ExOPD (lambda 1.25)", "sft": "SFT on teacher samples", "kdrl": "KDRL",
           "grpo": "GRPO", "rlad": "RLAD"}  # fmt: skip
+SECONDS_PER_STEP = {"opd": 0.79, "exopd": 0.88, "sft": 0.62, "grpo": 1.30, "rlad": 1.68, "kdrl": 1.60}
+"""Each method's seconds per step on one thread of this 2-core machine (scripts/bench_repro_estimate.py --threads 1):
+the order the sweep's runs are handed out in."""
 SEED = 0
 FILE = "lr_sweep.json"
 EXPERIMENT = "lr_sweep"  # raw/lr_sweep/ holds the runs' metrics
@@ -52,12 +55,12 @@ class SweepRun:
 
 
 def sweep_runs(quick: bool) -> list[SweepRun]:
-    """Every run of the sweep, longest budgets first (so parallel workers finish together)."""
+    """Every run of the sweep, longest first (budget x SECONDS_PER_STEP, so parallel workers finish together)."""
     ctx = BenchContext(seeds=[SEED], quick=quick, out_dir=Path(), work_dir=Path())
     runs = [SweepRun(method, lr, f"sweep-{method}-lr{lr:g}",
                      ctx.scaled(tuned(method, lr) | VALIDATION, STEPS[method], EVAL_EVERY))
             for method, grid in GRIDS.items() for lr in grid]  # fmt: skip
-    return sorted(runs, key=lambda r: -STEPS[r.method])
+    return sorted(runs, key=lambda r: -STEPS[r.method] * SECONDS_PER_STEP[r.method])
 
 
 def train_sweep_run(ctx: BenchContext, run: SweepRun) -> dict:
@@ -108,7 +111,7 @@ def train_in_worker(run: SweepRun, out_dir: Path, work_dir: Path, quick: bool) -
 
 def run_sweep_in_processes(out_dir: Path, work_dir: Path, quick: bool, workers: int,
                            report: Callable[[str], None] = print) -> dict:  # fmt: skip
-    """The sweep's runs handed to `workers` spawned processes of one torch thread each, longest budgets first
+    """The sweep's runs handed to `workers` spawned processes of one torch thread each, longest first
     (each process evaluates the teacher and the starting student once per run: no cache across processes)."""
     import multiprocessing
     import os
