@@ -87,9 +87,8 @@ def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, 
     from distillrl.files import write_text_atomic
 
     saved = out_dir / "bench" / sweep.FILE
-    run_experiments(out_dir, work_dir, [], seeds, quick, sweep_from, workers)  # the sweep (or a copy of its result)
+    data = obtain_sweep(bench_context(out_dir, work_dir, seeds, quick), sweep_from, workers)
     groups = worker_groups([name for name in names if name != SWEEP], workers)
-    data = json.loads(saved.read_text())
     if not groups:  # --only sweep
         return render(out_dir, data)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -112,22 +111,34 @@ def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, 
     return render(out_dir, data)
 
 
-def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool,
-                    sweep_from: Path | None, sweep_workers: int = 1) -> Path:  # fmt: skip
-    """The sweep (or its saved result), then the experiments `names`, then REPORT.md."""
-    ctx = BenchContext(seeds=list(range(1 if quick else seeds)), quick=quick, out_dir=out_dir, work_dir=work_dir)
-    saved = out_dir / "bench" / sweep.FILE
+def bench_context(out_dir: Path, work_dir: Path, seeds: int, quick: bool) -> BenchContext:
+    return BenchContext(seeds=list(range(1 if quick else seeds)), quick=quick, out_dir=out_dir, work_dir=work_dir)
+
+
+def obtain_sweep(ctx: BenchContext, sweep_from: Path | None, workers: int = 1) -> dict:
+    """The lr sweep's result: `sweep_from` checked and copied into OUT/bench, or the sweep run now (in `workers`
+    processes); its chosen lrs become ctx.lrs."""
+    saved = ctx.out_dir / "bench" / sweep.FILE
     if sweep_from is not None:
-        data = sweep.load_sweep(sweep_from, quick)
+        data = sweep.load_sweep(sweep_from, ctx.quick)
         saved.parent.mkdir(parents=True, exist_ok=True)
         if Path(sweep_from).resolve() != saved.resolve():
             shutil.copyfile(sweep_from, saved)
     else:
-        console.print(f"[bold]bench: lr sweep[/] ({len(sweep.sweep_runs(quick))} runs, seed {sweep.SEED}, validation split)")
+        console.print(f"[bold]bench: lr sweep[/] ({len(sweep.sweep_runs(ctx.quick))} runs, seed {sweep.SEED}, "
+                      "validation split)")  # fmt: skip
         started = time.perf_counter()
-        data = sweep.run_sweep(ctx, sweep_workers)
+        data = sweep.run_sweep(ctx, workers)
         console.print(f"  chosen: {sweep.chosen_lrs(data)} ({time.perf_counter() - started:.0f} s)", highlight=False)
     ctx.lrs = sweep.chosen_lrs(data)
+    return data
+
+
+def run_experiments(out_dir: Path, work_dir: Path, names: list[str], seeds: int, quick: bool,
+                    sweep_from: Path | None) -> Path:  # fmt: skip
+    """The sweep (or its saved result), then the experiments `names`, then REPORT.md."""
+    ctx = bench_context(out_dir, work_dir, seeds, quick)
+    data = obtain_sweep(ctx, sweep_from)
     for index, name in enumerate(names, start=1):
         console.print(f"[bold]bench {index}/{len(names)}: {name}[/] ({'quick' if quick else f'{seeds} seeds'})")
         module = importlib.import_module(f"distillrl.bench.experiments.{name}")
