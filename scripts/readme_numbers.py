@@ -71,7 +71,7 @@ def inspect_block() -> str:
 
 def bench_block() -> str:
     """The committed report's size and wall time: the experiments' (as run, in one process or `--workers N`), and
-    the lr sweep's with where it ran."""
+    the lr sweep's with where it ran; their sum when both ran on this 2-core machine."""
     from distillrl.bench.report import PARALLEL_FILE
     from distillrl.bench.sweep import FILE as SWEEP_FILE
 
@@ -79,17 +79,24 @@ def bench_block() -> str:
     results = [json.loads(path.read_text()) for path in sorted(bench.glob("*.json"))
                if path.name not in (SWEEP_FILE, PARALLEL_FILE)]  # fmt: skip
     seeds = max(len(r["seeds"]) for r in results)
-    parallel = bench / PARALLEL_FILE
-    if parallel.exists():
-        data = json.loads(parallel.read_text())
-        run = (f"{data['wall_seconds'] / 60:.0f} minutes on 2 CPU cores as {len(data['groups'])} one-thread processes "
-               "for the committed report")
+    command, how = "distillrl bench repro", ""
+    if (bench / PARALLEL_FILE).exists():
+        data = json.loads((bench / PARALLEL_FILE).read_text())
+        minutes, workers = data["wall_seconds"] / 60, len(data["groups"])
+        command, how = f"{command} --workers {workers}", f" as {workers} one-thread processes"
     else:
-        run = f"{sum(r['wall_seconds'] for r in results) / 60:.0f} minutes on 2 CPU cores for the committed report"
+        minutes = sum(r["wall_seconds"] for r in results) / 60
     sweep = json.loads((bench / SWEEP_FILE).read_text()) if (bench / SWEEP_FILE).exists() else None
-    if sweep is not None:
-        run += f", after the lr sweep: {sweep['wall_seconds'] / 60:.0f} minutes on {sweep.get('machine', 'this machine')}"
-    return f"`distillrl bench repro --out docs/results` runs {len(results)} experiments on the zoo ({seeds} seeds; {run})"
+    if sweep is None:
+        run = f"{minutes:.0f} minutes on 2 CPU cores{how}"
+    elif sweep.get("machine", "").startswith("2 CPU cores"):
+        sweep_minutes = sweep["wall_seconds"] / 60
+        run = (f"{minutes + sweep_minutes:.0f} minutes in all on 2 CPU cores{how}: the lr sweep {sweep_minutes:.0f}, "
+               f"the experiments {minutes:.0f}")
+    else:
+        run = (f"the lr sweep {sweep['wall_seconds'] / 60:.0f} minutes on {sweep.get('machine', 'another machine')}, "
+               f"the experiments {minutes:.0f} minutes on 2 CPU cores{how}")
+    return f"`{command} --out docs/results` runs the lr sweep and {len(results)} experiments on the zoo ({seeds} seeds; {run})"
 
 
 def replace_block(text: str, name: str, body: str) -> str:

@@ -221,30 +221,6 @@ def test_sweep_chooses_the_best_final_validation_accuracy_ties_to_the_smaller_lr
         ctx.lr("kdrl")
 
 
-def test_quick_benchmark_writes_the_whole_report_in_order(tmp_path):
-    """One --quick run of everything (the lr sweep included): the report's structure."""
-    result = CliRunner().invoke(app, ["bench", "repro", "--quick", "--out", str(tmp_path / "out"),
-                                      "--work", str(tmp_path / "work")])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    report = (tmp_path / "out" / "REPORT.md").read_text()
-    lines = report.splitlines()
-    assert lines[0].startswith("# ") and re.fullmatch(
-        r"\*\*(\d+) reproduced, (\d+) partly reproduced, (\d+) not reproduced\*\* of (\d+) verdict lines\.", lines[2])
-    counts = [int(n) for n in re.findall(r"\d+", lines[2])]
-    assert counts[0] + counts[1] + counts[2] == counts[3] == report.count("| reproduced |") + report.count(
-        "| partly reproduced |") + report.count("| not reproduced |")
-    rules, table, verdicts = (report.index(h) for h in ("## Verdict rules", "## Learning-rate sweep", "## Verdicts"))
-    assert rules < table < verdicts and "GRPO / OPD >= 5" in report[rules:table]
-    assert report[table:verdicts].count("**chosen**") == len(sweep.GRIDS)
-    saved = json.loads((tmp_path / "out" / "bench" / sweep.FILE).read_text())
-    assert saved["quick"] and set(saved["methods"]) == set(sweep.GRIDS)
-    for name in EXPERIMENTS:
-        experiment = ExperimentResult.load(tmp_path / "out" / "bench" / f"{name}.json")
-        assert f"## {experiment.title}" in report[verdicts:]
-        for plot in experiment.plots:
-            assert (tmp_path / "out" / plot).stat().st_size > 10_000
-
-
 def test_workers_keep_experiments_sharing_runs_together_and_balance_the_rest():
     from distillrl.bench.experiments import SHARED_RUNS, worker_groups
 

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from distillrl import cli
+from distillrl.bench import sweep
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.bench.report import ExperimentResult
 from distillrl.models import zoo
@@ -106,18 +107,29 @@ def run_control_distill(folder: Path, monkeypatch) -> None:
 
 
 def run_bench_repro(folder: Path, monkeypatch) -> None:
+    """The suite's one --quick run of everything (the lr sweep included): files, and the report's structure."""
     result = invoke("bench", "repro", "--quick")  # default arguments: a new runs/bench-repro/TIMESTAMP
     (out,) = (folder / "runs/bench-repro").iterdir()
     report = (out / "REPORT.md").read_text()
     assert str(out.relative_to(folder) / "REPORT.md") in result.output and "Generating" not in result.output
+    lines = report.splitlines()
+    assert lines[0].startswith("# ") and re.fullmatch(
+        r"\*\*(\d+) reproduced, (\d+) partly reproduced, (\d+) not reproduced\*\* of (\d+) verdict lines\.", lines[2])
+    counts = [int(n) for n in re.findall(r"\d+", lines[2])]
+    verdicts = sum(report.count(f"| {v} |") for v in ("reproduced", "not reproduced", "partly reproduced"))
+    assert counts[0] + counts[1] + counts[2] == counts[3] == verdicts
+    assert verdicts == sum(len(ExperimentResult.load(out / "bench" / f"{n}.json").claims) for n in EXPERIMENTS)
+    rules, table, results = (report.index(h) for h in ("## Verdict rules", "## Learning-rate sweep", "## Verdicts"))
+    assert rules < table < results and "GRPO / OPD >= 5" in report[rules:table]
+    assert report[table:results].count("**chosen**") == len(sweep.GRIDS)
+    saved_sweep = json.loads((out / "bench" / sweep.FILE).read_text())
+    assert saved_sweep["quick"] and set(saved_sweep["methods"]) == set(sweep.GRIDS)
     for name in EXPERIMENTS:
         saved = ExperimentResult.load(out / "bench" / f"{name}.json")
         assert saved.quick and saved.seeds == [0] and (saved.claims or saved.plots) and saved.wall_seconds > 0
-        assert f"## {saved.title}" in report
+        assert f"## {saved.title}" in report[results:]
         for plot in saved.plots:
-            assert (out / plot).stat().st_size > 1000
-    verdicts = sum(report.count(f"| {v} |") for v in ("reproduced", "not reproduced", "partly reproduced"))
-    assert verdicts == sum(len(ExperimentResult.load(out / "bench" / f"{n}.json").claims) for n in EXPERIMENTS)
+            assert (out / plot).stat().st_size > 10_000
     raw = sorted((out / "raw").rglob("*.jsonl"))
     assert raw and all(json.loads(f.read_text().splitlines()[-1])["step"] == 2 for f in raw if "opd" in f.name)
     assert "title=" in (out / "forking_tokens.html").read_text() and "Wall time of the experiments on this machine" in report

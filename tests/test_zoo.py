@@ -33,7 +33,7 @@ def test_build_zoo_trains_a_base_then_a_grpo_model_from_it(tmp_path, monkeypatch
 def test_build_record_reads_as_one_line_with_the_rl_gain(tmp_path):
     record = {"task": "arith", "level": "hard", "accuracy_greedy": 0.62, "base": "hard-base", "base_task": "arith",
               "base_level": "hard", "base_accuracy_greedy": 0.45}
-    assert describe_build_record(record) == "0.620 (arith, hard); base hard-base 0.450 (+0.170)"
+    assert describe_build_record(record) == "0.620 (arith, hard); base hard-base 0.450 (+0.170 of +0.550 possible)"
     assert describe_build_record(None) == "-"
     assert read_build_record(tmp_path) is None  # a model shipped before records existed
 

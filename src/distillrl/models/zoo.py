@@ -233,11 +233,13 @@ def read_build_record(path: Path) -> dict | None:
 
 
 def describe_build_record(record: dict | None) -> str:
-    """One line for `zoo list`: `0.620 (arith, hard); base hard-base 0.450 (+0.170)`, or `-` without a record."""
+    """One line for `zoo list`: `0.620 (arith, hard); base hard-base 0.450 (+0.170 of +0.550 possible)`, or `-`
+    without a record. The headroom, 1 - the base's accuracy, says what an RL stage could have gained at most."""
     if record is None:
         return "-"
     line = f"{record['accuracy_greedy']:.3f} ({record['task']}, {record['level']})"
     if "base" in record:
-        gain = record["accuracy_greedy"] - record["base_accuracy_greedy"]
-        line += f"; base {record['base']} {record['base_accuracy_greedy']:.3f} ({gain:+.3f})"
+        base = record["base_accuracy_greedy"]
+        gain = record["accuracy_greedy"] - base
+        line += f"; base {record['base']} {base:.3f} ({gain:+.3f} of {1 - base:+.3f} possible)"
     return line
