@@ -23,6 +23,7 @@ from distillrl.bench.curves import ACCURACY, eval_curve
 from distillrl.bench.methods import EVAL_EVERY, STEPS, tuned
 from distillrl.bench.report import Table
 from distillrl.errors import UserError
+from distillrl.files import write_text_atomic
 
 GRIDS = {
     "opd": (1e-4, 3e-4, 1e-3),
@@ -54,9 +55,14 @@ class SweepRun:
     settings: dict  # over HARD_RUN, for BenchContext.train
 
 
+def sweep_context(quick: bool, out_dir: Path = Path(), work_dir: Path = Path()) -> BenchContext:
+    """The context of the sweep's runs: seed SEED only."""
+    return BenchContext(seeds=[SEED], quick=quick, out_dir=out_dir, work_dir=work_dir)
+
+
 def sweep_runs(quick: bool) -> list[SweepRun]:
     """Every run of the sweep, longest first (budget x SECONDS_PER_STEP, so parallel workers finish together)."""
-    ctx = BenchContext(seeds=[SEED], quick=quick, out_dir=Path(), work_dir=Path())
+    ctx = sweep_context(quick)
     runs = [SweepRun(method, lr, f"sweep-{method}-lr{lr:g}",
                      ctx.scaled(tuned(method, lr) | VALIDATION, STEPS[method], EVAL_EVERY))
             for method, grid in GRIDS.items() for lr in grid]  # fmt: skip
@@ -85,7 +91,7 @@ def write_sweep(out_dir: Path, results: list[dict], quick: bool, wall_seconds: f
             "rule": CHOICE_RULE, "methods": methods}  # fmt: skip
     path = out_dir / "bench" / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
+    write_text_atomic(path, json.dumps(data, indent=1))  # experiment workers read it (--sweep-from)
     return data
 
 
@@ -106,7 +112,7 @@ def one_thread() -> None:
 
 
 def train_in_worker(run: SweepRun, out_dir: Path, work_dir: Path, quick: bool) -> dict:
-    return train_sweep_run(BenchContext(seeds=[SEED], quick=quick, out_dir=out_dir, work_dir=work_dir), run)
+    return train_sweep_run(sweep_context(quick, out_dir, work_dir), run)
 
 
 def run_sweep_in_processes(out_dir: Path, work_dir: Path, quick: bool, workers: int,
