@@ -1,5 +1,9 @@
-"""`python tests/kill_at.py POINT N ARGS...`: run `distillrl ARGS...` and kill it with SIGKILL (a real `kill -9`: no
-cleanup, no flush, no finally) the N-th time it reaches POINT. The kill tests' points:
+"""`python tests/kill_at.py [SIGNAL:]POINT[@RANK] N ARGS...`: run `distillrl ARGS...` and kill it with SIGKILL (a real
+`kill -9`: no cleanup, no flush, no finally) the N-th time it reaches POINT.
+
+SIGNAL sends that signal instead, once (`TERM:`, `INT:`) or twice in a row (`TERMx2:`), and the run goes on as the
+signal lets it. `@RANK` arms the point in that rank of a data-parallel run only (by $RANK). Just before it kills or
+signals, it writes the time (`time.time()`) to $KILL_AT_STAMP when that is set. The kill tests' points:
 
 - rollout: while sampling a step's sequences
 - update: right after an optimizer step changed the weights in memory
@@ -15,6 +19,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -24,8 +29,18 @@ import distillrl.trainer as trainer
 from distillrl.cli import app
 
 
+SIGNALS = {"": [signal.SIGKILL], "TERM": [signal.SIGTERM], "INT": [signal.SIGINT],
+           "TERMx2": [signal.SIGTERM, signal.SIGTERM]}  # fmt: skip
+SENT = SIGNALS[""]
+
+
 def die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    """Send the chosen signal(s) to this process (SIGKILL unless told otherwise); it dies here unless caught."""
+    if os.environ.get("KILL_AT_STAMP"):
+        Path(os.environ["KILL_AT_STAMP"]).write_text(repr(time.time()))
+    for signum in SENT:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.1)  # lets Python run the handler before the next one (two pending signals would be one)
 
 
 def on_nth_call(owner, name: str, n: int, action) -> None:
@@ -36,15 +51,21 @@ def on_nth_call(owner, name: str, n: int, action) -> None:
         nonlocal calls
         calls += 1
         if calls == n:
-            action(original, *args, **kwargs)
+            return action(original, *args, **kwargs)
         return original(*args, **kwargs)
 
     setattr(owner, name, wrapper)
 
 
 def call_then_die(original, *args, **kwargs):
-    original(*args, **kwargs)
+    result = original(*args, **kwargs)
     die()
+    return result
+
+
+def die_then_call(original, *args, **kwargs):
+    die()
+    return original(*args, **kwargs)
 
 
 def delete_half_then_die(original, path, *args, **kwargs):
@@ -68,7 +89,7 @@ def append_half_then_die(original, log, step, values):
 
 def install(point: str, n: int) -> None:
     if point == "rollout":
-        on_nth_call(trainer, "sample_sequences", n, lambda original, *a, **k: die())
+        on_nth_call(trainer, "sample_sequences", n, die_then_call)
     elif point == "update":
         on_nth_call(torch.optim.AdamW, "step", n, call_then_die)
     elif point == "saving":
@@ -94,5 +115,9 @@ def install(point: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    install(sys.argv[1], int(sys.argv[2]))
+    sent, _, point = sys.argv[1].rpartition(":")
+    point, _, rank = point.partition("@")
+    SENT[:] = SIGNALS[sent]
+    if not rank or os.environ.get("RANK", "0") == rank:
+        install(point, int(sys.argv[2]))
     app(sys.argv[3:], prog_name="distillrl")

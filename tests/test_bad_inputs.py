@@ -8,6 +8,8 @@ command line. The cases run in-process, most of them without loading a model.
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -130,6 +132,42 @@ def dataset_directory(ws: Workspace, *settings: str) -> list[str]:
     return ws.train("task.name=prompts", f"task.train_path={folder}", f"task.test_path={folder}", *settings)
 
 
+def foreign_folder(ws: Workspace, git: bool = False) -> Path:
+    """A folder of the user's own files that no run wrote: notes, a `.tmp-mine/`, a config.yaml that is not a
+    run's, and with `git` a `.git/` (a checkout)."""
+    folder = ws.root / "mine"
+    (folder / ".tmp-mine").mkdir(parents=True)
+    (folder / ".tmp-mine" / "draft.txt").write_text("keep me\n")
+    (folder / "notes.txt").write_text("my notes\n")
+    (folder / "config.yaml").write_text("colour: blue\n")
+    if git:
+        (folder / ".git").mkdir()
+        (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return folder
+
+
+class RunsCode:
+    """Unpickled by a full unpickler, it creates `code-ran` beside the run (the test would see it in the snapshot)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def overwrite_run_in_git_work_tree(ws: Workspace) -> list[str]:
+    (ws.run / ".git").mkdir()
+    return ["train", str(ws.run / "config.yaml"), "--set", f"output_dir={ws.run}", "--overwrite"]
+
+
+def crafted_trainer_states(ws: Workspace) -> None:
+    for state in ws.run.glob("checkpoints/step_*/trainer_state.pt"):
+        with state.open("wb") as handle:
+            pickle.dump({"optimizer": {}, "scheduler": {}, "rng": [], "step": 1, "x": RunsCode(ws.root / "code-ran")},
+                        handle)  # fmt: skip
+
+
 GARBAGE = b"\x00\x01garbage" * 10
 LONG_ROW = '{"prompt": "1+2+3+4+5+6+7+8+9+1+2+3+4+5+6="}\n'  # 29 characters, 29 tokens
 DOMAIN_FILE = '{"prompt": "1+1=", "answer": "2", "domain": "arith"}\n{"prompt": "2+2=", "answer": "4", "domain": "code"}\n'
@@ -200,6 +238,18 @@ CASES = {
     "--resume without the stored config": resume_without_stored_config,
     "--resume with a damaged stored config": resume_with_damaged_stored_config,
     "second run into a locked directory": lambda ws: ws.resume(),  # the test holds run/.lock
+    "--overwrite of a copy of a checkout": lambda ws: [*ws.train(f"output_dir={foreign_folder(ws, git=True)}"),
+                                                      "--overwrite"],
+    "--overwrite of a folder of the user's": lambda ws: [*ws.train(f"output_dir={foreign_folder(ws)}"), "--overwrite"],
+    "--resume into a folder of the user's": lambda ws: [*ws.train(f"output_dir={foreign_folder(ws)}"), "--resume"],
+    "a new run into a folder of the user's": lambda ws: ws.train(f"output_dir={foreign_folder(ws)}"),
+    "--overwrite of the filesystem root": lambda ws: [*ws.train("output_dir=/"), "--overwrite"],
+    "--resume into the filesystem root": lambda ws: [*ws.train("output_dir=/"), "--resume"],
+    "--overwrite of a run in a git work tree": overwrite_run_in_git_work_tree,
+    "--resume of a finished run whose checkpoints are gone": lambda ws: shutil.rmtree(ws.run / "checkpoints") or ws.resume(),
+    "--resume with a crafted pickle as trainer state": lambda ws: crafted_trainer_states(ws) or ws.resume("optim.steps=3"),
+    "config is /dev/zero": lambda ws: ["train", "/dev/zero"],
+    "config is 17 MiB": lambda ws: ["train", ws.file("big.yaml", "# " + "x" * (17 << 20) + "\n")],
     # prompt files
     "prompt file missing": lambda ws: ws.train("task.name=prompts", f"task.train_path={ws.root}/none.jsonl"),
     "prompt file empty jsonl": lambda ws: ws.prompts("p.jsonl", ""),

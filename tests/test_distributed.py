@@ -13,9 +13,11 @@ sockets with gloo. No mocks: the runs are the CLI's, the kill a real SIGKILL (te
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,37 @@ def test_what_a_sharded_student_cannot_do_is_refused_naming_the_field(tmp_path):
     with pytest.raises(ConfigError, match="distributed.strategy: fsdp shards the student over the processes"):
         train(load_config(config, ["distributed.strategy=fsdp"]), show_progress=False)  # one process
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_resume_continues(tmp_path):
+    """checkpoint.every 0: the step-3 checkpoint is the one the signal made; rank 1 alone gets the SIGTERM."""
+    config = write_config(tmp_path, ON_POLICY, "opd")
+    stopped = launch("torchrun", str(KILL_AT), "TERM:update@1", "3", "train", str(config), "--set",
+                     "checkpoint.every=0")  # fmt: skip
+    assert stopped.returncode != 0, stopped.stderr[-3000:]
+    lines = [line for line in stopped.stderr.splitlines() if "distillrl: stopped at step" in line]
+    assert len(lines) == 2 and all(line.endswith("stopped at step 3 by SIGTERM; --resume continues") for line in lines), \
+        stopped.stderr[-3000:]  # fmt: skip
+    run = tmp_path / "opd"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000003"]
+    resumed = launch("torchrun", "-m", "distillrl", "train", str(config), "--resume", "--set", "checkpoint.every=0")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step_000003" in "".join(resumed.stderr.split())
+    assert [r["step"] for r in read_metrics(run)] == list(range(7))
+
+
+def test_a_rank_that_dies_ends_the_others_at_once(tmp_path):
+    """kill -9 of rank 1 after its third optimizer step: torchrun ends rank 0 (blocked in the next collective)
+    within seconds, and the checkpoints already written stay whole."""
+    config = write_config(tmp_path, ON_POLICY, "opd")
+    stamp = tmp_path / "killed_at"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(KILL_AT),
+               "update@1", "3", "train", str(config)]  # fmt: skip
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "KILL_AT_STAMP": str(stamp)})  # fmt: skip
+    ended = time.time()
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-3000:]
+    seconds = ended - float(stamp.read_text())
+    assert seconds < 10, f"the run took {seconds:.1f} s to end after one rank died"
+    run = tmp_path / "opd"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000001", "step_000002"]

@@ -147,3 +147,48 @@ def test_overwrite_replaces_a_run_with_a_new_one(tmp_path, uninterrupted):
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "run" / "notes.txt").exists()
     assert_identical_runs(tmp_path / "run", uninterrupted)
+
+
+def signalled(root: Path, name: str, point: str, n: int, *flags: str) -> subprocess.CompletedProcess:
+    """`train` of config `name` in a process that sends itself a signal at the n-th call of `point` (kill_at.py)."""
+    command = [sys.executable, str(KILL_AT), point, str(n), "train", str(config(root, name)), *flags]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def assert_same_end(run: Path, reference: Path) -> None:
+    """The final model, the last checkpoint and every metric (but the timings) as the reference run's."""
+    assert (run / "final" / "model.safetensors").read_bytes() == (reference / "final" / "model.safetensors").read_bytes()
+    mine, theirs = list_checkpoints(run)[-1], list_checkpoints(reference)[-1]
+    assert mine.name == theirs.name
+    assert same(torch.load(mine / "trainer_state.pt", weights_only=True),
+                torch.load(theirs / "trainer_state.pt", weights_only=True))  # fmt: skip
+
+    def without_timings(run_dir: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in read_metrics(run_dir)]
+
+    assert without_timings(run) == without_timings(reference)
+
+
+@pytest.mark.parametrize("sent,point,n,code", [("TERM", "rollout", 2, 143), ("INT", "update", 3, 130)])
+def test_a_signal_finishes_the_step_saves_it_and_resume_ends_bit_identical(sent, point, n, code, tmp_path,
+                                                                           uninterrupted):  # fmt: skip
+    """checkpoint.every 0: the only checkpoint before the end is the one the signal makes, so `--resume` starting
+    from it (not from step 0) shows that no step was lost."""
+    stopped = signalled(tmp_path, "run", f"{sent}:{point}", n, "--set", "checkpoint.every=0")
+    assert stopped.returncode == code, stopped.stderr
+    assert stopped.stderr.splitlines()[-1] == f"distillrl: stopped at step {n} by SIG{sent}; --resume continues"
+    run = tmp_path / "run"
+    assert [c.name for c in list_checkpoints(run)] == [f"step_{n:06d}"]
+    assert [r["step"] for r in read_metrics(run)] == list(range(n + 1))
+    assert not (run / "final").exists()
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "run.yaml"), "--resume", "--set", "checkpoint.every=0"])
+    assert result.exit_code == 0, result.output
+    assert f"--resume:from{run / 'checkpoints' / f'step_{n:06d}'}" in "".join(result.stderr.split())
+    assert_same_end(run, uninterrupted)
+
+
+def test_a_second_signal_ends_the_run_at_once(tmp_path):
+    stopped = signalled(tmp_path, "run", "TERMx2:rollout", 2, "--set", "checkpoint.every=0")
+    assert stopped.returncode == -15, stopped.stderr  # the default action of SIGTERM: no step finished, no line
+    assert "stopped at step" not in stopped.stderr
+    assert list_checkpoints(tmp_path / "run") == []

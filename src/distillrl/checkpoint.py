@@ -2,11 +2,15 @@
 
 A checkpoint directory `step_NNNNNN/` holds `model/` (HF layout or PEFT adapter, plus the tokenizer) and
 `trainer_state.pt` (optimizer, scheduler, step and the RNG states of every rank, a list in rank order: its length
-is the world size of the run that wrote it). A run killed mid-write or mid-rotation leaves only a
+is the world size of the run that wrote it). It holds tensors, numbers, strings and containers only and is read with
+`torch.load(weights_only=True)`: a crafted pickle in a shared or downloaded run directory is refused, never run. A run killed mid-write or mid-rotation leaves only a
 `.tmp-*` directory, never an empty or half-deleted `step_*`; the next run of the directory removes it.
 
 A finished run also has `final/`: the trained model in HF layout (or the PEFT adapter) with its tokenizer,
 the stable name every `--model` accepts (a run directory stands for its `final/`).
+
+A save that fails (a full disk, no permission) removes its temporary directory and is one line naming the path, the
+reason and the free space; the previous checkpoint, and the previous `final/`, stay as they were.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import random
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +28,7 @@ import torch
 
 from distillrl import runtime
 from distillrl.errors import UserError, one_line
-from distillrl.files import TEMPORARY_PREFIX
+from distillrl.files import TEMPORARY_PREFIX, apply_umask, temporary_directory, write_failure
 
 STEP_DIR = re.compile(r"^step_(\d{6,})$")
 TRAINER_STATE_KEYS = ("optimizer", "scheduler", "rng", "step")
@@ -70,6 +75,7 @@ def save_model(model, tokenizer, folder: Path, weights: dict | None = None) -> N
     extra = {"save_embedding_layers": False} if hasattr(model, "peft_config") else {}
     model.save_pretrained(folder, state_dict=weights, **extra)
     tokenizer.save_pretrained(folder)
+    apply_umask(folder)
 
 
 def discard(path: Path) -> None:
@@ -80,16 +86,33 @@ def discard(path: Path) -> None:
     shutil.rmtree(trash)
 
 
+@contextmanager
+def removed_on_failure(parent: Path, target: Path, kept: str, prefix: str = TEMPORARY_PREFIX):
+    """A temporary directory under `parent` to write `target` into; when the writing fails it is deleted and the
+    failure is a UserError naming `target`, the reason, the free space and what was `kept`."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        temporary = temporary_directory(prefix, parent)
+    except OSError as error:
+        raise write_failure(target, error, kept) from error
+    try:
+        yield temporary
+    except Exception as error:  # OSError, or torch's and safetensors' own types for the same full disk
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise write_failure(target, error, kept) from error
+
+
 def save_checkpoint(run_dir: str | Path, step: int, model, tokenizer, trainer_state: dict, keep: int,
                     weights: dict | None = None) -> Path:  # fmt: skip
     """Write `run_dir/checkpoints/step_{step}` atomically and keep only the newest `keep` checkpoints (`weights`:
     the full state dict of a sharded model)."""
     root = checkpoint_root(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=root))
-    save_model(model, tokenizer, temporary / "model", weights)
-    torch.save({**trainer_state, "step": step}, temporary / "trainer_state.pt")
     final = root / f"step_{step:06d}"
+    previous = latest_checkpoint(run_dir)
+    kept = f"the previous checkpoint {previous} is kept" if previous else "no earlier checkpoint exists"
+    with removed_on_failure(root, final, kept) as temporary:
+        save_model(model, tokenizer, temporary / "model", weights)
+        torch.save({**trainer_state, "step": step}, temporary / "trainer_state.pt")
     if final.exists():
         discard(final)
     os.replace(temporary, final)
@@ -103,8 +126,9 @@ def save_final_model(run_dir: str | Path, model, tokenizer, weights: dict | None
     replaces the old one in one rename, so a reader never sees a half-written model."""
     run_dir = Path(run_dir)
     final = run_dir / FINAL_MODEL
-    temporary = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=run_dir))
-    save_model(model, tokenizer, temporary, weights)
+    kept = "the checkpoints are kept (--resume writes it again)"
+    with removed_on_failure(run_dir, final, kept, prefix=".tmp-final-") as temporary:
+        save_model(model, tokenizer, temporary, weights)
     if final.exists():
         retired = Path(tempfile.mkdtemp(prefix=".tmp-old-final-", dir=run_dir))
         os.replace(final, retired / FINAL_MODEL)
@@ -116,7 +140,9 @@ def save_final_model(run_dir: str | Path, model, tokenizer, weights: dict | None
 
 
 def load_trainer_state(checkpoint: Path) -> dict:
-    return torch.load(checkpoint / "trainer_state.pt", weights_only=False, map_location="cpu")
+    """The trainer state, unpickled with torch's weights-only loader (tensors, numbers, strings, containers): code
+    in a crafted file does not run, it fails to load."""
+    return torch.load(checkpoint / "trainer_state.pt", weights_only=True, map_location="cpu")
 
 
 class CheckpointError(UserError):

@@ -22,17 +22,22 @@ from typer.core import TyperGroup
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.config import load_config
 from distillrl.errors import UserError
+from distillrl.interrupts import RunStopped
 from distillrl.models.zoo import ZOO, ZOO_DIR
 
 DEBUG = "distillrl.debug"  # ctx.meta key: show tracebacks instead of one-line errors
 
 
 class OneLineErrors(TyperGroup):
-    """Every user error (a UserError, or a bad option value) becomes `distillrl: error: ...` and exit code 2."""
+    """Every user error (a UserError, or a bad option value) becomes `distillrl: error: ...` and exit code 2; a
+    run stopped by a signal is one line and exit code 128 + the signal's number."""
 
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
+        except RunStopped as stopped:
+            print(f"distillrl: {stopped}", file=sys.stderr)
+            raise typer.Exit(code=stopped.exit_code) from None
         except (UserError, typer.TyperException) as error:  # TyperException: typer's usage and parameter errors
             if ctx.meta.get(DEBUG):
                 raise
@@ -99,7 +104,8 @@ def before_after_table(summary: dict) -> Table:
 
 
 RESUME_HELP = "continue the run in the output directory from its newest checkpoint that loads"
-OVERWRITE_HELP = "delete what the output directory holds and start a new run there"
+OVERWRITE_HELP = ("delete the run that the output directory holds and start a new one there (a directory that holds "
+                  "no run is never deleted)")
 
 
 @app.command()

@@ -3,27 +3,83 @@
 `write_text_atomic` writes a temporary file beside the target (`.tmp-NAME-PID`) and renames it into place: a
 reader, or a run resumed after `kill -9`, sees the old file or the new one, never a truncated mix. A temporary
 file left by a killed run is removed by the next run of the same directory (it holds the directory's lock).
+
+Everything written gets the permissions the user's umask gives (`temporary_directory` undoes mkdtemp's 0700, and
+`apply_umask` the 0600 of files that libraries write through mkstemp, safetensors among them), so a teammate or a
+serving account can read the models a run writes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from distillrl.errors import UserError
+from distillrl.errors import UserError, one_line
 
 TEMPORARY_PREFIX = ".tmp-"
+MAX_TEXT_BYTES = {"config": 16 << 20}  # a file of this kind larger than this is refused (e.g. a path to /dev/zero)
+DEFAULT_MAX_TEXT_BYTES = 1 << 30
 
 
 def read_utf8_text(path: str | Path, what: str) -> str:
-    """The text of `path` (a `what`, e.g. "config"); a UserError naming the file when it cannot be read."""
+    """The text of `path` (a `what`, e.g. "config"); a UserError naming the file when it cannot be read, or holds
+    more than MAX_TEXT_BYTES[what] bytes (read no further than that, so an endless device or pipe is refused)."""
+    limit = MAX_TEXT_BYTES.get(what, DEFAULT_MAX_TEXT_BYTES)
     try:
-        return Path(path).read_bytes().decode("utf-8")
+        with Path(path).open("rb") as handle:
+            data = handle.read(limit + 1)
     except OSError as error:
         raise UserError(f"{path}: cannot read {what} ({error.strerror})") from None
+    if len(data) > limit:
+        raise UserError(f"{path}: more than {limit >> 20} MiB, too large for a {what} file")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         byte = error.object[error.start]
         raise UserError(f"{path}: not UTF-8 text (byte {byte:#04x} at offset {error.start})") from None
+
+
+def current_umask() -> int:
+    """The process's umask (read and restored at once: os.umask is the only way to read it portably)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_directory(prefix: str, parent: str | Path) -> Path:
+    """A new, empty directory `parent/PREFIX*` with the mode a plain mkdir would give (0777 & ~umask), not 0700."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o777 & ~current_umask())
+    return path
+
+
+def free_space(path: Path) -> str:
+    """The free space of the filesystem that holds `path` (or its nearest existing parent), in words."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(existing).free
+    return f"{free / (1 << 20):.1f} MiB free there" if free < 1 << 30 else f"{free / (1 << 30):.1f} GiB free there"
+
+
+def write_failure(path: Path, error: Exception, kept: str = "") -> UserError:
+    """A failed write of `path` in one line: the reason (strerror for an OSError), the free space, what was kept."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else one_line(error)
+    return UserError(f"cannot write {path} ({reason}; {free_space(path)})" + (f"; {kept}" if kept else ""))
+
+
+def apply_umask(folder: Path) -> None:
+    """Give `folder` and everything under it the mode that creating it with the umask gives: 0777 & ~umask for
+    directories, 0666 & ~umask for files (the execute bits of a file are kept where the umask allows them)."""
+    mask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o777 & ~mask)
+        else:
+            executable = path.stat().st_mode & 0o111
+            path.chmod((0o666 | executable) & ~mask)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -19,11 +19,13 @@ rank 0 alone writes the run directory.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import random
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -38,7 +40,8 @@ from distillrl.config import ConfigError, TrainConfig
 from distillrl.distributed import World, join_world, launched_world_size, rank_seed
 from distillrl.errors import UserError
 from distillrl.evaluate import evaluate
-from distillrl.files import write_text_atomic
+from distillrl.files import write_failure, write_text_atomic
+from distillrl.interrupts import RunStopped, StopRequests
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer
 from distillrl.models.roles import Models, chat_format, load_models, shortest_context, teacher_backend, teacher_devices
 from distillrl.models.vocabulary import check_same_vocabulary
@@ -245,6 +248,11 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
                 raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
 
 
+def agreed_signal(world: World, stops: StopRequests) -> int | None:
+    """The stop signal that any rank received (the first rank's, in rank order), on every rank; None if none."""
+    return next((signum for signum in world.gather(stops.signum) if signum is not None), None)
+
+
 class NonFiniteStep(UserError):
     """Optimizer steps with a non-finite loss or gradient, more than `optim.skip_nonfinite_steps` allows."""
 
@@ -263,6 +271,8 @@ def train(
 
     A directory that holds a run is refused unless `resume` (continue it from its newest checkpoint that loads; the
     config may change only as `run_dir.RESUMABLE_FIELDS` allow) or `overwrite`; see `distillrl.run_dir`.
+    A SIGTERM or SIGINT finishes the current step, writes a checkpoint and raises `RunStopped` (see
+    `distillrl.interrupts`); a disk that is full or not writable is a UserError naming the file.
     `eval_cache` (optional, shared between runs in one process) keeps the evaluations of unchanged checkpoints,
     the teachers and the student before its first step, keyed by their paths and the task and eval settings.
     """
@@ -271,18 +281,28 @@ def train(
         config.eval.num_prompts)
     objective = build_objective(config.objective)
     check_before_loading(config, task, objective)
-    with join_world(resolve_device(config.device)) as world, \
+    with StopRequests() as stops, join_world(resolve_device(config.device)) as world, \
             claim_run_directory_of_world(config, resume, overwrite, world) as run:  # fmt: skip
         for note in run.notes:
             console.print(f"[yellow]{note}[/]", highlight=False)
-        return train_in(run, config, task, eval_problems, objective, on_step, show_progress, eval_cache, world)
+        try:
+            return train_in(run, config, task, eval_problems, objective, on_step, show_progress, eval_cache, world,
+                            stops)  # fmt: skip
+        except OSError as error:
+            if error.errno not in DISK_ERRORS:
+                raise
+            raise write_failure(Path(error.filename or run.path), error) from error
+
+
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}  # a write that the disk refused
 
 
 def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, objective: Objective,
              on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None,
-             world: World) -> dict | None:  # fmt: skip
+             world: World, stops: StopRequests = StopRequests()) -> dict | None:  # fmt: skip
     """The run itself, in the claimed directory: load, evaluate, then the loop. Every rank runs it; rank 0
-    alone evaluates the teachers, logs and writes files."""
+    alone evaluates the teachers, logs and writes files. After each step the ranks agree whether a signal asked
+    them to stop (`stops`): then each saves the step's checkpoint and raises RunStopped."""
     run_dir = run.path
     checkpoint = run.resume_from.checkpoint if run.resume_from else None
     torch.manual_seed(rank_seed(config.seed, world.rank))  # each rank samples its own sequences
@@ -373,6 +393,11 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
         transient=False,
     )  # fmt: skip
     last_eval = next((r for r in reversed(log.records()) if "eval/accuracy_greedy" in r), {}) if log else {}
+    signum = agreed_signal(world, stops)
+    if signum:  # during the start: nothing new to save
+        if log is not None:
+            log.close()
+        raise RunStopped(start_step, signum)
     with progress:
         bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
         student.train()
@@ -412,7 +437,8 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                 record |= last_eval
             if log is not None:
                 log.log(step, record)
-            if step == optim.steps or (config.checkpoint.every and step % config.checkpoint.every == 0):
+            signum = agreed_signal(world, stops)
+            if step == optim.steps or (config.checkpoint.every and step % config.checkpoint.every == 0) or signum:
                 save(step)
             info = f"loss {metrics['loss']:.4f}"
             if "reverse_kl" in metrics:
@@ -423,6 +449,10 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
             progress.update(bar, advance=1, info=info)
             if on_step is not None:
                 on_step(step, record)
+            if signum and step < optim.steps:
+                if log is not None:
+                    log.close()
+                raise RunStopped(step, signum)
     weights = model_state(student)
     if not world.is_main:
         return None

@@ -10,6 +10,8 @@ from pathlib import Path
 from distillrl.errors import UserError
 from distillrl.files import write_text_atomic
 
+METRICS_NAME = "metrics.jsonl"
+
 
 class MetricsLog:
     """Appends `{"step": s, **metrics}` to DIR/metrics.jsonl and mirrors scalars to TensorBoard (DIR/tb).
@@ -21,7 +23,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True, wandb=None,
                  config: dict | None = None):  # fmt: skip
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / METRICS_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
             write_text_atomic(self.path, "")
@@ -83,7 +85,7 @@ def start_wandb(run_dir: Path, settings, config: dict | None):
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The records of DIR/metrics.jsonl (none when it is missing), without a last line that a kill cut short."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_NAME
     if not path.exists():
         return []
     text = path.read_text()
