@@ -132,9 +132,7 @@ class BenchContext:
         else:
             config = TrainConfig.model_validate(data)
             run_dir = Path(config.output_dir)
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            summary = train(config, show_progress=not self.quick, eval_cache=self.eval_cache)
+            summary = train(config, overwrite=run_dir.exists(), show_progress=not self.quick, eval_cache=self.eval_cache)
             records = read_metrics(run_dir)
             run = Run(
                 name=name, seed=seed, records=records, teachers=summary["teachers"], after=summary["after"],

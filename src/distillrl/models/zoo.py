@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from distillrl.errors import UserError
 from distillrl.files import write_text_atomic
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo" / "checkpoints"
@@ -205,6 +206,9 @@ def build_zoo(out_dir: str | Path, names: list[str] | None = None, work_dir: str
                 summaries.append(train(stage_config(spec, stage, model_path, work / f"{name}-stage{index}")))
                 model_path = Path(summaries[-1]["run_dir"]) / "final"
             target = out_dir / name
+            if target.exists() and not (target / EVAL_FILE).exists():
+                raise UserError(f"--out {out_dir}: {target} exists and is not a zoo model (no {EVAL_FILE}); choose "
+                                "another --out")  # fmt: skip
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(model_path, target)
