@@ -18,6 +18,8 @@ from distillrl.rollout.engines import HFEngine
 from distillrl.rollout.sequences import encode_pairs, encode_prompts, join_prompts_and_completions
 from distillrl.rollout.static_engine import StaticCacheEngine
 from distillrl.tasks import build_task
+from distillrl.tasks.base import Problem
+from distillrl.tasks.rewards import AnswerVerifier
 from distillrl.trainer import check_before_loading, train
 from distillrl.objectives import build_objective
 from user_models import CHATML_TEMPLATE, bpe_tokenizer, save_user_model, user_model
@@ -88,10 +90,27 @@ def test_tokens_after_a_stop_id_or_a_stop_string_are_masked_and_unseen_by_the_re
     assert plain.completions[0] == tokenizer.decode(answer[:3]) and plain.completions[1].endswith("the capital")
     cut = join_prompts_and_completions(tokenizer, prompts, prompts, rows, torch.arange(2), stop_token_ids(tokenizer),
                                        ("42.",))  # fmt: skip
-    assert cut.completions[1] == "The answer is 42."
+    assert cut.completions[1] == "The answer is "  # the reward reads up to the stop string, not including it
     kept = cut.input_ids[1, 1:][cut.completion_mask[1, 1:].bool()].tolist()
-    assert "42." in tokenizer.decode(kept) and "42." not in tokenizer.decode(kept[:-1])
+    assert "42." in tokenizer.decode(kept) and "42." not in tokenizer.decode(kept[:-1])  # trained through it
     assert (cut.input_ids[1, 1 + len(kept):] == tokenizer.pad_token_id).all()
+
+
+def test_the_reward_reads_a_completion_without_its_stop_string():
+    """A stop string right after the answer (` END`, `</answer>`) is not part of the answer the verifier reads."""
+    tokenizer = bpe_tokenizer()
+    prompts = torch.ones(2, 1, dtype=torch.long)
+    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("#42 END the rest", "<answer>42</answer>")]
+    width = max(map(len, rows))
+    ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows])
+    stops = (" END", "</answer>")
+    sequences = join_prompts_and_completions(tokenizer, prompts, prompts, ids, torch.arange(2),
+                                             stop_token_ids(tokenizer), stops)  # fmt: skip
+    assert sequences.completions == ["#42", "<answer>42"]
+    problem = Problem("What is 6 times 7?", "42")
+    assert [AnswerVerifier(form)(problem, text) for form, text in zip(("hash", "tag"), sequences.completions)] == [1.0, 1.0]
+    assert sequences.completion_lengths.tolist() == [len(tokenizer(t, add_special_tokens=False)["input_ids"])
+                                                     for t in ("#42 END", "<answer>42</answer>")]  # fmt: skip
 
 
 def test_hf_and_static_engines_stop_at_the_same_stop_string():
@@ -104,7 +123,7 @@ def test_hf_and_static_engines_stop_at_the_same_stop_string():
     results = [engine.generate(["What is 12 plus 30?"], 1, 0.0, 12) for engine in
                (HFEngine(model, tokenizer, chat=chat), StaticCacheEngine(model, tokenizer, torch.float32, False, chat=chat))]
     for sequences in results:
-        assert sequences.completions[0].endswith(stop) and sequences.completion_lengths[0] <= 4
+        assert stop not in sequences.completions[0] and sequences.completion_lengths[0] <= 4  # the reward's text
     kept = [s.input_ids[0, s.prompt_width :][s.completion_mask[0, s.prompt_width :].bool()].tolist() for s in results]
     assert kept[0] == kept[1] == tokens[: len(kept[0])]
     assert results[0].input_ids.shape[1] - results[0].prompt_width == len(kept[0])  # generate stopped there
@@ -220,7 +239,8 @@ def test_prompt_lengths_are_checked_against_every_models_context(tmp_path):
     teacher = save_user_model(tmp_path / "teacher", max_positions=48, seed=1)
     data = tmp_path / "p.jsonl"
     long_prompt = " ".join(["The quick brown fox jumps over the lazy dog."] * 3)
-    data.write_text(json.dumps({"prompt": "What is 12 plus 30?"}) + "\n" + json.dumps({"prompt": long_prompt}) + "\n")
+    data.write_text(json.dumps({"prompt": "What is 12 plus 30?", "answer": "42"}) + "\n"
+                    + json.dumps({"prompt": long_prompt, "answer": "dog"}) + "\n")  # answers: evaluation needs them
 
     def config(**task):
         return TrainConfig.model_validate({
@@ -259,15 +279,16 @@ def test_eval_renders_as_the_run_trained_unless_told_otherwise(tmp_path):
     from typer.testing import CliRunner
 
     from distillrl.cli import app
-    from distillrl.rollout.chat import eval_chat_format
+    from distillrl.eval_setup import EvalOptions, eval_setup
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("task: {chat_template_kwargs: {enable_thinking: false}}\n"
                                      "rollout: {stop_strings: ['</answer>']}\n")  # fmt: skip
-    assert eval_chat_format(str(run), None, None) == ChatFormat({"enable_thinking": False}, ("</answer>",))
-    assert eval_chat_format(str(run), '{"enable_thinking": true}', ["\n"]) == ChatFormat({"enable_thinking": True}, ("\n",))
-    assert eval_chat_format("zoo:student-base", None, None) == ChatFormat()
+    assert eval_setup(str(run), EvalOptions(), None).chat == ChatFormat({"enable_thinking": False}, ("</answer>",))
+    told = EvalOptions(chat_template_kwargs='{"enable_thinking": true}', stop_strings=["\n"])
+    assert eval_setup(str(run), told, None).chat == ChatFormat({"enable_thinking": True}, ("\n",))
+    assert eval_setup("zoo:student-base", EvalOptions(), None).chat == ChatFormat()
 
     student = save_user_model(tmp_path / "student")
     data = tmp_path / "test.jsonl"
