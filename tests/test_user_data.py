@@ -4,6 +4,7 @@ directories, lengths. Each test builds its byte-level BPE models inside the test
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from transformers import GenerationConfig
 from distillrl.config import TaskConfig, TrainConfig
 from distillrl.errors import UserError
 from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.rollout.chat import (ChatFormat, TemplateMismatch, end_of_turn_id, prompt_text,
+from distillrl.rollout.chat import (ChatFormat, TemplateMismatch, check_end_of_turn, end_of_turn_id, prompt_text,
                                     stop_token_ids)
 from distillrl.rollout.engines import HFEngine
 from distillrl.rollout.sequences import encode_pairs, encode_prompts, join_prompts_and_completions
@@ -22,7 +23,7 @@ from distillrl.tasks.base import Problem
 from distillrl.tasks.rewards import AnswerVerifier
 from distillrl.trainer import check_before_loading, train
 from distillrl.objectives import build_objective
-from user_models import CHATML_TEMPLATE, bpe_tokenizer, save_user_model, user_model
+from user_models import CHATML_TEMPLATE, CORPUS, bpe_tokenizer, save_user_model, user_model
 
 QWEN3_THINKING = (  # the part of Qwen3's template that enable_thinking switches
     CHATML_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n{% if enable_thinking is "
@@ -304,3 +305,136 @@ def test_eval_renders_as_the_run_trained_unless_told_otherwise(tmp_path):
         return float(next(line for line in output.splitlines() if "eval/response_length" in line).split()[-2])
 
     assert stop and length(stopped.output) < length(unstopped.output) == greedy.completion_lengths.float().mean().item()
+
+
+SYSTEM_REQUIRED = ("{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message is required') }}"
+                   "{% endif %}" + CHATML_TEMPLATE)  # fmt: skip
+
+
+def test_a_template_that_requires_a_system_turn_keeps_its_end_of_turn_stop():
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"  # only the template's end of turn can stop at <|im_end|>
+    tokenizer.chat_template = SYSTEM_REQUIRED
+    im_end, = ids_of(tokenizer, "<|im_end|>")
+    assert end_of_turn_id(tokenizer) == im_end and im_end in stop_token_ids(tokenizer)
+    answer = tokenizer("<answer>42</answer>", add_special_tokens=False)["input_ids"]
+    rows = torch.tensor([answer + [im_end] + answer * 4])  # a model that answers, ends its turn, then runs on
+    prompts = torch.ones(1, 1, dtype=torch.long)
+    sequences = join_prompts_and_completions(tokenizer, prompts, prompts, rows, torch.arange(1), stop_token_ids(tokenizer))
+    assert sequences.completion_lengths.tolist() == [len(answer) + 1] and sequences.completions == ["<answer>42</answer>"]
+    tokenizer.chat_template = "{{ raise_exception('this template renders nothing') }}"
+    with pytest.raises(UserError, match=r"^--model M: the chat template renders no assistant turn, .*a user turn: this "
+                                        r"template renders nothing; a system and a user turn: this template"):
+        check_end_of_turn(tokenizer, "--model M")
+
+
+def test_tag_and_regex_formats_read_the_last_answer_and_auto_reads_tags():
+    problem = Problem("q", "42")
+    text = "<think>#41 or \\boxed{40}?</think> <answer>41</answer> no: <answer> 42 </answer>"
+    assert [AnswerVerifier(f)(problem, text) for f in ("auto", "tag", "hash", "boxed")] == [1.0, 1.0, 0.0, 0.0]
+    assert AnswerVerifier("tag")(problem, "<answer>42") == 1.0  # left open: the stop string `</answer>` cut it
+    assert AnswerVerifier("tag", answer_tag="final")(problem, "<final>42</final> <answer>7</answer>") == 1.0
+    assert AnswerVerifier("tag")(problem, "42") == 0.0
+    regex = AnswerVerifier("regex:answer is (-?\\d+)")
+    assert [regex(problem, t) for t in ("the answer is 41, no, the answer is 42", "answer is 41", "42")] == [1.0, 0.0, 0.0]
+    assert AnswerVerifier("regex:\\d+")(problem, "7 times 6 = 42") == 1.0  # no group: the whole last match
+    assert TaskConfig(name="prompts", train_path="p.jsonl", answer_format="regex:=(\\d+)").answer_format == "regex:=(\\d+)"
+    for fields, message in (({"answer_format": "regex:(["}, r"answer_format: 'regex:\(\[' is not a valid regular "
+                                                            r"expression \(unterminated"),
+                            ({"answer_format": "xml"}, r"answer_format: unknown format 'xml' \(use auto, hash"),
+                            ({"answer_format": "tag", "answer_tag": "<answer>"}, r"answer_tag: '<answer>' is not a tag"),
+                            ({"answer_format": "hash", "answer_tag": "final"}, "answer_tag: only answer_format tag or auto")):
+        with pytest.raises(ValueError, match=message):
+            TaskConfig(name="prompts", train_path="p.jsonl", **fields)
+
+
+def test_the_reachability_check_scores_the_datasets_own_completions(tmp_path):
+    from distillrl.tasks.rewards import DataWarning, check_task_answers
+
+    data = tmp_path / "p.jsonl"
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "<answer>42</answer>"}],
+             "answer": "42"} for q in QUESTIONS_OF_42[:3]] + [{"prompt": "What is 1 plus 1?", "answer": "2"}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tokenizer = bpe_tokenizer()
+    for answer_format in ("tag", None):  # auto reads the tags
+        task = build_task(TaskConfig(name="prompts", train_path=str(data), answer_format=answer_format))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_task_answers(task, tokenizer, stop_strings=("</answer>",))
+    task = build_task(TaskConfig(name="prompts", train_path=str(data), answer_format="last_line"))
+    with pytest.warns(DataWarning, match=rf"^{data}:1: task.answer_format 'last_line' reads '<answer>42</answer>' from "
+                                         r"the row's own completion .*not its answer '42'; 3 of the 3 dataset "
+                                         r"completions score 0") as caught:  # fmt: skip
+        check_task_answers(task, tokenizer)
+    assert len(caught) == 1  # one line; row 4 (no completion) is checked as before: `42`-style answers reachable
+    task = build_task(TaskConfig(name="prompts", train_path=str(data), answer_format="hash"))
+    with pytest.warns(DataWarning, match="3 of the 3 dataset completions score 0"):
+        check_task_answers(task, tokenizer)  # before: `#42` was tested, and it passed
+    with pytest.warns(DataWarning, match=r"reads '' from the row's own completion '<answer>'"):
+        check_task_answers(build_task(TaskConfig(name="prompts", train_path=str(data), answer_format="tag")), tokenizer,
+                           stop_strings=("42",))  # a stop string that cuts the answer off  # fmt: skip
+
+
+def readme_example() -> tuple[dict, dict]:
+    """The config and the data row of README's "Your own models" example."""
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+    config = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    return config, json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_readme_example_scores_its_own_answers_trains_and_evaluates_from_the_cli(tmp_path):
+    """README's example (`<answer>` completions, answer_format tag, stop string `</answer>`) with a user-style
+    student whose template requires a system turn: the rows' own completions score 1; SFT on them learns to answer;
+    `distillrl eval` of the run directory uses the run's task (its test file, 8 prompts, its verifier), and of the
+    model with the flags stops at <|im_end|> after the answer (7 tokens, not 48)."""
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+    from distillrl.tasks.rewards import check_task_answers
+
+    config, row = readme_example()
+    tokenizer = bpe_tokenizer(corpus=CORPUS + " Answer in <answer>42</answer>.")
+    tokenizer.eos_token = "<|endoftext|>"  # the end-of-turn stop comes from the template alone
+    tokenizer.chat_template = SYSTEM_REQUIRED
+    student = save_user_model(tmp_path / "student", tokenizer=tokenizer, hidden=64)
+    model = load_causal_lm(student)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(student)
+    system, _, answer = row["messages"]
+    rows = [{"messages": [system, {"role": "user", "content": q}, answer], "answer": row["answer"]} for q in QUESTIONS_OF_42]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config.update(output_dir=str(tmp_path / "run"), student={"path": student}, teacher=None, tensorboard=False,
+                  objective={"name": "sft"}, optim={"steps": 40, "lr": 1e-2, "warmup_steps": 0, "schedule": "constant"},
+                  eval={"every": 0, "num_prompts": 8, "max_new_tokens": 16}, checkpoint={"every": 0})  # fmt: skip
+    config["task"].update(train_path=str(data), test_path=str(data))
+    config["rollout"].update(source="dataset", prompts_per_step=8, group_size=1, max_new_tokens=16)
+    config = TrainConfig.model_validate(config)
+    task = build_task(config.task)
+    assert [task.reward(p, p.solution) for p in task.train] == [1.0] * 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no row's own completion is misread
+        check_task_answers(task, tokenizer, stop_strings=tuple(config.rollout.stop_strings))
+    summary = train(config, show_progress=False)
+    assert summary["after"]["eval/accuracy_greedy"] == 1.0
+
+    def metrics(*args: str) -> tuple[dict[str, float], str]:
+        result = CliRunner().invoke(app, ["eval", "--temperature", "0", *args])
+        assert result.exit_code == 0, result.output
+        values = {line.split()[1]: float(line.split()[-2]) for line in result.output.splitlines() if "eval/" in line}
+        return values, "".join(result.output.split())  # the title, wrapped to the terminal, without white space
+
+    from_run, output = metrics("--model", str(tmp_path / "run"))
+    assert "".join(f"on {data} (the run's task, {tmp_path / 'run' / 'config.yaml'}) (8 prompts)".split()) in output
+    length = len(tokenizer("<answer>42</answer>", add_special_tokens=False)["input_ids"])
+    assert from_run["eval/accuracy_greedy"] == 1.0 and from_run["eval/response_length"] == length  # to `</answer>`
+    flags, _ = metrics("--model", str(tmp_path / "run" / "final"), "--task", str(data), "--answer-format", "tag")
+    assert flags["eval/accuracy_greedy"] == 1.0 and flags["eval/response_length"] == length + 1 < 48  # <|im_end|>
+    regex, _ = metrics("--model", str(tmp_path / "run" / "final"), "--task", str(data), "--answer-format",
+                       "regex:<answer>(\\d+)</answer>", "--n", "3")  # fmt: skip
+    assert regex["eval/accuracy_greedy"] == 1.0
