@@ -150,8 +150,8 @@ class TaskConfig(Strict):
         check_answer_format(self.answer_format or "auto", self.answer_tag)
         reads_tags = self.answer_format in ("tag", "auto") or (self.answer_format is None and self.name == "prompts")
         if self.answer_tag != DEFAULT_TAG and not reads_tags:
-            raise ValueError(f"answer_tag: only answer_format tag or auto reads a tag (answer_format is "
-                             f"{self.answer_format or 'the built-in tasks own #'})")
+            form = self.answer_format or "unset: the built-in task's own `#` verifier"
+            raise ValueError(f"answer_tag: only answer_format tag or auto reads a tag (answer_format is {form})")
         return self
 
 
