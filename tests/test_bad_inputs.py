@@ -358,6 +358,24 @@ CASES = {
     "demo --out an existing run": lambda ws: ["demo", "--out", str(ws.run)],
 }
 PRINTS_BEFORE_FAILING = {"diverging run (lr 1e9)"}  # a run that starts, then stops: its progress comes first
+SAYS = {  # what the error line of a case says (where the exit code alone would not tell the right error)
+    "answer_format regex that does not compile": "task.answer_format: 'regex:([' is not a valid regular expression",
+    "answer_tag not a tag name": "task.answer_tag: '<answer>' is not a tag name",
+    "answer_tag with a format that reads no tag": "task.answer_tag: only answer_format tag or auto reads a tag",
+    "held-out rows without answers": "p.jsonl:1: accuracy compares each held-out completion with its row's `answer`",
+    "messages role the template rejects": "p.jsonl:1: the chat template of student.path ",
+    "template that renders no assistant turn": "the chat template renders no assistant turn",
+    "eval file without answers": "t.jsonl:1: accuracy compares each held-out completion with its row's `answer`",
+    "eval --columns not a mapping": "--columns: must be a mapping",
+    "eval --columns naming an unknown field": "--columns: Input should be 'prompt'",
+    "eval --columns not YAML": "--columns: not JSON or YAML",
+    "eval --reward module missing": "task.reward: cannot import 'no_such_module'",
+    "eval --answer-format regex that does not compile": "--answer-format: 'regex:([' is not a valid regular expression",
+    "eval --answer-tag not a tag name": "--answer-tag: '<answer>' is not a tag name",
+    "eval --answer-match unknown": "--answer-match: Input should be 'normalized' or 'math'",
+    "eval --level unknown": "--level: unknown level 'extreme'",
+    "eval messages role the template rejects": "t.jsonl:1: the chat template of --model ",
+}  # a run that starts, then stops: its progress comes first
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -409,6 +427,7 @@ def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, f
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("distillrl: error: ")]
     assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
+    assert SAYS.get(case, "") in errors[0], errors[0]
     if case not in PRINTS_BEFORE_FAILING:
         assert result.stderr == errors[0] + "\n" and result.stdout == "", result.output
     assert snapshot(tmp_path) == before
