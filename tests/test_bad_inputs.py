@@ -369,7 +369,7 @@ SAYS = {  # what the error line of a case says (where the exit code alone would 
     "eval --columns not a mapping": "--columns: must be a mapping",
     "eval --columns naming an unknown field": "--columns: Input should be 'prompt'",
     "eval --columns not YAML": "--columns: not JSON or YAML",
-    "eval --reward module missing": "task.reward: cannot import 'no_such_module'",
+    "eval --reward module missing": "--reward: cannot import 'no_such_module'",
     "eval --answer-format regex that does not compile": "--answer-format: 'regex:([' is not a valid regular expression",
     "eval --answer-tag not a tag name": "--answer-tag: '<answer>' is not a tag name",
     "eval --answer-match unknown": "--answer-match: Input should be 'normalized' or 'math'",

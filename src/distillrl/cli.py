@@ -196,7 +196,7 @@ def eval_command(
     from distillrl.runtime import frozen_dtype
     from distillrl.tasks import build_task
     from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
-    from distillrl.tasks.rewards import check_eval_answers, check_task_answers
+    from distillrl.tasks.rewards import RewardError, check_eval_answers, check_task_answers
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {precision}: use fp32 or bf16")
@@ -204,7 +204,12 @@ def eval_command(
                           chat_template_kwargs, stop_string or [])  # fmt: skip
     context = max_positions(model_config(model))
     setup = eval_setup(model, options, context)
-    task_object = build_task(setup.task)
+    try:
+        task_object = build_task(setup.task)
+    except RewardError as error:  # named as the option that gave it
+        if reward is None:
+            raise
+        raise UserError(f"--reward: {str(error).removeprefix('task.reward: ')}") from None
     problems = task_object.test_problems(setup.num_prompts)
     check_eval_answers(task_object, setup.num_prompts)
     tokenizer = load_tokenizer(model)
@@ -350,7 +355,7 @@ def inspect_command(
     from distillrl.models.vocabulary import check_same_vocabulary
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
-    from distillrl.rollout.chat import PLAIN, check_teacher_template
+    from distillrl.rollout.chat import PLAIN, check_end_of_turn, check_teacher_template
     from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
 
     empty = next((i for i, text in enumerate(prompt) if not text), None)
@@ -359,6 +364,7 @@ def inspect_command(
     if out.parent.exists() and not out.parent.is_dir():
         raise UserError(f"--out: {out.parent} is not a directory")
     tokenizer = load_tokenizer(student)
+    check_end_of_turn(tokenizer, f"--student {student}")
     located = [(f"--prompt {i + 1}", text) for i, text in enumerate(prompt)]
     check_same_vocabulary(student, teacher, "--teacher")
     check_teacher_template(tokenizer, load_tokenizer(teacher), PLAIN, student, teacher, "--teacher")
