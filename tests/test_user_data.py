@@ -438,3 +438,31 @@ def test_the_readme_example_scores_its_own_answers_trains_and_evaluates_from_the
     regex, _ = metrics("--model", str(tmp_path / "run" / "final"), "--task", str(data), "--answer-format",
                        "regex:<answer>(\\d+)</answer>", "--n", "3")  # fmt: skip
     assert regex["eval/accuracy_greedy"] == 1.0
+
+
+def test_eval_of_a_run_directory_takes_its_task_lengths_and_verifier_unless_told_otherwise(tmp_path):
+    from distillrl.eval_setup import EvalOptions, eval_setup
+
+    data = tmp_path / "test.jsonl"
+    data.write_text('{"question": "What is 6 times 7?", "final": "42"}\n')
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        f"task: {{name: prompts, train_path: {tmp_path}/train.jsonl, test_path: {data}, answer_format: 'regex:is (\\d+)',"
+        " columns: {prompt: question, answer: final}, truncate: left}\n"
+        "eval: {num_prompts: 5, max_new_tokens: 12}\nrollout: {stop_strings: ['</answer>']}\n")  # fmt: skip
+    setup = eval_setup(str(run), EvalOptions(), 64)
+    assert (setup.task.name, setup.task.train_path, setup.task.test_path) == ("prompts", str(data), str(data))
+    assert setup.task.answer_format == "regex:is (\\d+)" and setup.task.columns == {"prompt": "question", "answer": "final"}
+    assert (setup.num_prompts, setup.max_new_tokens, setup.chat.max_prompt_tokens) == (5, 12, 52)
+    assert setup.source == f"{data} (the run's task, {run / 'config.yaml'})"
+    told = eval_setup(str(run), EvalOptions(n=2, max_new_tokens=20, answer_format="tag", answer_match="math"), None)
+    assert (told.num_prompts, told.max_new_tokens, told.task.answer_format, told.task.answer_match) == (2, 20, "tag", "math")
+    other = eval_setup(str(run), EvalOptions(task="arith", level="hard"), None)
+    assert other.source == "arith" and other.task.answer_format is None and other.task.difficulty.min_ops == 3
+    arith_run = tmp_path / "arith"
+    arith_run.mkdir()
+    (arith_run / "config.yaml").write_text("task: {name: arith, difficulty: {min_ops: 2, max_ops: 2}}\n")
+    setup = eval_setup(str(arith_run), EvalOptions(), None)
+    assert setup.task.difficulty.max_ops == 2 and (setup.num_prompts, setup.max_new_tokens) == (200, 48)
+    assert eval_setup(str(arith_run), EvalOptions(level="hard"), None).task.difficulty.max_ops == 5
