@@ -124,6 +124,23 @@ def student_without_template(ws: Workspace) -> Path:
     return path
 
 
+def student_with_template(ws: Workspace, template: str) -> str:
+    """A copy of zoo:student-base with another chat template."""
+    path = ws.model("student-base")
+    (path / "chat_template.jinja").write_text(template)
+    return str(path)
+
+
+ZOO_TEMPLATE = ("{% for message in messages %}{% if message['role'] == 'assistant' %}{{ message['content'] }}"
+                "{{ eos_token }}{% else %}{{ message['content'] }}{% endif %}{% endfor %}")  # fmt: skip
+KNOWN_ROLES = ("{% for message in messages %}{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+               "{{ raise_exception('unknown role ' + message['role']) }}{% endif %}{% endfor %}" + ZOO_TEMPLATE)
+NO_ASSISTANT = ("{% for message in messages %}{% if message['role'] == 'assistant' %}"
+                "{{ raise_exception('assistant turns are not supported') }}{% endif %}{% endfor %}" + ZOO_TEMPLATE)
+TOOL_ROW = '{"messages": [{"role": "tool", "content": "1+1="}], "answer": "2"}\n'
+ANSWERED = '{"prompt": "1+1=", "answer": "2"}\n'
+
+
 def dataset_directory(ws: Workspace, *settings: str) -> list[str]:
     """`train` on a directory that holds only a train split."""
     folder = ws.root / "data"
@@ -280,6 +297,16 @@ CASES = {
         "p.jsonl", '{"prompt": "1+1=", "answer": "Two"}\n', "objective.name=grpo", "teacher=null"),
     "answer_format unknown": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1=", "answer": "2"}\n',
                                                    "task.answer_format=xml"),
+    "answer_format regex that does not compile": lambda ws: ws.prompts("p.jsonl", ANSWERED, "task.answer_format=regex:(["),
+    "answer_tag not a tag name": lambda ws: ws.prompts("p.jsonl", ANSWERED, "task.answer_format=tag",
+                                                       "task.answer_tag=<answer>"),
+    "answer_tag with a format that reads no tag": lambda ws: ws.prompts("p.jsonl", ANSWERED, "task.answer_format=hash",
+                                                                        "task.answer_tag=final"),
+    "held-out rows without answers": lambda ws: ws.prompts("p.jsonl", '{"prompt": "1+1="}\n'),
+    "messages role the template rejects": lambda ws: ws.prompts(
+        "p.jsonl", TOOL_ROW, f"student.path={student_with_template(ws, KNOWN_ROLES)}"),
+    "template that renders no assistant turn": lambda ws: ws.prompts(
+        "p.jsonl", ANSWERED, f"student.path={student_with_template(ws, NO_ASSISTANT)}"),
     "rollout.top_p 0": lambda ws: ws.train("rollout.top_p=0"),
     "rollout.min_p 1": lambda ws: ws.train("rollout.min_p=1"),
     "prompt row with both prompt and messages": lambda ws: ws.prompts(
@@ -328,6 +355,25 @@ CASES = {
         "eval", "--model", "zoo:student-base", "--chat-template-kwargs", "[1]"],
     "eval --stop-string empty": lambda ws: ["eval", "--model", "zoo:student-base", "--stop-string", ""],
     "eval --batch-size 0": lambda ws: ["eval", "--model", "zoo:student-base", "--batch-size", "0"],
+    "eval file without answers": lambda ws: ["eval", "--model", "zoo:student-base", "--task",
+                                             ws.file("t.jsonl", '{"prompt": "1+1="}\n')],
+    "eval --columns not a mapping": lambda ws: ["eval", "--model", "zoo:student-base", "--task",
+                                                ws.file("t.jsonl", ANSWERED), "--columns", "[prompt]"],
+    "eval --columns naming an unknown field": lambda ws: ["eval", "--model", "zoo:student-base", "--task",
+                                                          ws.file("t.jsonl", ANSWERED), "--columns", "{query: q}"],
+    "eval --columns not YAML": lambda ws: ["eval", "--model", "zoo:student-base", "--task",
+                                           ws.file("t.jsonl", ANSWERED), "--columns", "{prompt: [q"],
+    "eval --reward module missing": lambda ws: ["eval", "--model", "zoo:student-base", "--task",
+                                                ws.file("t.jsonl", ANSWERED), "--reward", "no_such_module:score"],
+    "eval --answer-format regex that does not compile": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--task", ws.file("t.jsonl", ANSWERED), "--answer-format", "regex:(["],
+    "eval --answer-tag not a tag name": lambda ws: [
+        "eval", "--model", "zoo:student-base", "--task", ws.file("t.jsonl", ANSWERED), "--answer-format", "tag",
+        "--answer-tag", "<answer>"],
+    "eval --answer-match unknown": lambda ws: ["eval", "--model", "zoo:student-base", "--answer-match", "fuzzy"],
+    "eval --level unknown": lambda ws: ["eval", "--model", "zoo:student-base", "--level", "extreme"],
+    "eval messages role the template rejects": lambda ws: [
+        "eval", "--model", student_with_template(ws, KNOWN_ROLES), "--task", ws.file("t.jsonl", TOOL_ROW)],
     # export
     "export into a non-empty directory": lambda ws: ["export", str(ws.run), "--out", str(ws.run)],
     "export a missing model": lambda ws: ["export", "/nonexistent/run", "--out", f"{ws.root}/out"],
@@ -362,6 +408,24 @@ CASES = {
     "demo --out an existing run": lambda ws: ["demo", "--out", str(ws.run)],
 }
 PRINTS_BEFORE_FAILING = {"diverging run (lr 1e9)"}  # a run that starts, then stops: its progress comes first
+SAYS = {  # what the error line of a case says (where the exit code alone would not tell the right error)
+    "answer_format regex that does not compile": "task.answer_format: 'regex:([' is not a valid regular expression",
+    "answer_tag not a tag name": "task.answer_tag: '<answer>' is not a tag name",
+    "answer_tag with a format that reads no tag": "task.answer_tag: only answer_format tag or auto reads a tag",
+    "held-out rows without answers": "p.jsonl:1: accuracy compares each held-out completion with its row's `answer`",
+    "messages role the template rejects": "p.jsonl:1: the chat template of student.path ",
+    "template that renders no assistant turn": "the chat template renders no assistant turn",
+    "eval file without answers": "t.jsonl:1: accuracy compares each held-out completion with its row's `answer`",
+    "eval --columns not a mapping": "--columns: must be a mapping",
+    "eval --columns naming an unknown field": "--columns: Input should be 'prompt'",
+    "eval --columns not YAML": "--columns: not JSON or YAML",
+    "eval --reward module missing": "--reward: cannot import 'no_such_module'",
+    "eval --answer-format regex that does not compile": "--answer-format: 'regex:([' is not a valid regular expression",
+    "eval --answer-tag not a tag name": "--answer-tag: '<answer>' is not a tag name",
+    "eval --answer-match unknown": "--answer-match: Input should be 'normalized' or 'math'",
+    "eval --level unknown": "--level: unknown level 'extreme'",
+    "eval messages role the template rejects": "t.jsonl:1: the chat template of --model ",
+}  # a run that starts, then stops: its progress comes first
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -413,6 +477,7 @@ def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, f
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("distillrl: error: ")]
     assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
+    assert SAYS.get(case, "") in errors[0], errors[0]
     if case not in PRINTS_BEFORE_FAILING:
         assert result.stderr == errors[0] + "\n" and result.stdout == "", result.output
     assert snapshot(tmp_path) == before

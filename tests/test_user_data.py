@@ -4,6 +4,7 @@ directories, lengths. Each test builds its byte-level BPE models inside the test
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -12,15 +13,17 @@ from transformers import GenerationConfig
 from distillrl.config import TaskConfig, TrainConfig
 from distillrl.errors import UserError
 from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.rollout.chat import (ChatFormat, TemplateMismatch, end_of_turn_id, prompt_text,
+from distillrl.rollout.chat import (ChatFormat, TemplateMismatch, check_end_of_turn, end_of_turn_id, prompt_text,
                                     stop_token_ids)
 from distillrl.rollout.engines import HFEngine
 from distillrl.rollout.sequences import encode_pairs, encode_prompts, join_prompts_and_completions
 from distillrl.rollout.static_engine import StaticCacheEngine
 from distillrl.tasks import build_task
+from distillrl.tasks.base import Problem
+from distillrl.tasks.rewards import AnswerVerifier
 from distillrl.trainer import check_before_loading, train
 from distillrl.objectives import build_objective
-from user_models import CHATML_TEMPLATE, bpe_tokenizer, save_user_model, user_model
+from user_models import CHATML_TEMPLATE, CORPUS, bpe_tokenizer, save_user_model, user_model
 
 QWEN3_THINKING = (  # the part of Qwen3's template that enable_thinking switches
     CHATML_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n{% if enable_thinking is "
@@ -88,10 +91,27 @@ def test_tokens_after_a_stop_id_or_a_stop_string_are_masked_and_unseen_by_the_re
     assert plain.completions[0] == tokenizer.decode(answer[:3]) and plain.completions[1].endswith("the capital")
     cut = join_prompts_and_completions(tokenizer, prompts, prompts, rows, torch.arange(2), stop_token_ids(tokenizer),
                                        ("42.",))  # fmt: skip
-    assert cut.completions[1] == "The answer is 42."
+    assert cut.completions[1] == "The answer is "  # the reward reads up to the stop string, not including it
     kept = cut.input_ids[1, 1:][cut.completion_mask[1, 1:].bool()].tolist()
-    assert "42." in tokenizer.decode(kept) and "42." not in tokenizer.decode(kept[:-1])
+    assert "42." in tokenizer.decode(kept) and "42." not in tokenizer.decode(kept[:-1])  # trained through it
     assert (cut.input_ids[1, 1 + len(kept):] == tokenizer.pad_token_id).all()
+
+
+def test_the_reward_reads_a_completion_without_its_stop_string():
+    """A stop string right after the answer (` END`, `</answer>`) is not part of the answer the verifier reads."""
+    tokenizer = bpe_tokenizer()
+    prompts = torch.ones(2, 1, dtype=torch.long)
+    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("#42 END the rest", "<answer>42</answer>")]
+    width = max(map(len, rows))
+    ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row in rows])
+    stops = (" END", "</answer>")
+    sequences = join_prompts_and_completions(tokenizer, prompts, prompts, ids, torch.arange(2),
+                                             stop_token_ids(tokenizer), stops)  # fmt: skip
+    assert sequences.completions == ["#42", "<answer>42"]
+    problem = Problem("What is 6 times 7?", "42")
+    assert [AnswerVerifier(form)(problem, text) for form, text in zip(("hash", "tag"), sequences.completions)] == [1.0, 1.0]
+    assert sequences.completion_lengths.tolist() == [len(tokenizer(t, add_special_tokens=False)["input_ids"])
+                                                     for t in ("#42 END", "<answer>42</answer>")]  # fmt: skip
 
 
 def test_hf_and_static_engines_stop_at_the_same_stop_string():
@@ -104,7 +124,7 @@ def test_hf_and_static_engines_stop_at_the_same_stop_string():
     results = [engine.generate(["What is 12 plus 30?"], 1, 0.0, 12) for engine in
                (HFEngine(model, tokenizer, chat=chat), StaticCacheEngine(model, tokenizer, torch.float32, False, chat=chat))]
     for sequences in results:
-        assert sequences.completions[0].endswith(stop) and sequences.completion_lengths[0] <= 4
+        assert stop not in sequences.completions[0] and sequences.completion_lengths[0] <= 4  # the reward's text
     kept = [s.input_ids[0, s.prompt_width :][s.completion_mask[0, s.prompt_width :].bool()].tolist() for s in results]
     assert kept[0] == kept[1] == tokens[: len(kept[0])]
     assert results[0].input_ids.shape[1] - results[0].prompt_width == len(kept[0])  # generate stopped there
@@ -220,7 +240,8 @@ def test_prompt_lengths_are_checked_against_every_models_context(tmp_path):
     teacher = save_user_model(tmp_path / "teacher", max_positions=48, seed=1)
     data = tmp_path / "p.jsonl"
     long_prompt = " ".join(["The quick brown fox jumps over the lazy dog."] * 3)
-    data.write_text(json.dumps({"prompt": "What is 12 plus 30?"}) + "\n" + json.dumps({"prompt": long_prompt}) + "\n")
+    data.write_text(json.dumps({"prompt": "What is 12 plus 30?", "answer": "42"}) + "\n"
+                    + json.dumps({"prompt": long_prompt, "answer": "dog"}) + "\n")  # answers: evaluation needs them
 
     def config(**task):
         return TrainConfig.model_validate({
@@ -259,15 +280,16 @@ def test_eval_renders_as_the_run_trained_unless_told_otherwise(tmp_path):
     from typer.testing import CliRunner
 
     from distillrl.cli import app
-    from distillrl.rollout.chat import eval_chat_format
+    from distillrl.eval_setup import EvalOptions, eval_setup
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("task: {chat_template_kwargs: {enable_thinking: false}}\n"
                                      "rollout: {stop_strings: ['</answer>']}\n")  # fmt: skip
-    assert eval_chat_format(str(run), None, None) == ChatFormat({"enable_thinking": False}, ("</answer>",))
-    assert eval_chat_format(str(run), '{"enable_thinking": true}', ["\n"]) == ChatFormat({"enable_thinking": True}, ("\n",))
-    assert eval_chat_format("zoo:student-base", None, None) == ChatFormat()
+    assert eval_setup(str(run), EvalOptions(), None).chat == ChatFormat({"enable_thinking": False}, ("</answer>",))
+    told = EvalOptions(chat_template_kwargs='{"enable_thinking": true}', stop_strings=["\n"])
+    assert eval_setup(str(run), told, None).chat == ChatFormat({"enable_thinking": True}, ("\n",))
+    assert eval_setup("zoo:student-base", EvalOptions(), None).chat == ChatFormat()
 
     student = save_user_model(tmp_path / "student")
     data = tmp_path / "test.jsonl"
@@ -283,3 +305,164 @@ def test_eval_renders_as_the_run_trained_unless_told_otherwise(tmp_path):
         return float(next(line for line in output.splitlines() if "eval/response_length" in line).split()[-2])
 
     assert stop and length(stopped.output) < length(unstopped.output) == greedy.completion_lengths.float().mean().item()
+
+
+SYSTEM_REQUIRED = ("{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message is required') }}"
+                   "{% endif %}" + CHATML_TEMPLATE)  # fmt: skip
+
+
+def test_a_template_that_requires_a_system_turn_keeps_its_end_of_turn_stop():
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"  # only the template's end of turn can stop at <|im_end|>
+    tokenizer.chat_template = SYSTEM_REQUIRED
+    im_end, = ids_of(tokenizer, "<|im_end|>")
+    assert end_of_turn_id(tokenizer) == im_end and im_end in stop_token_ids(tokenizer)
+    answer = tokenizer("<answer>42</answer>", add_special_tokens=False)["input_ids"]
+    rows = torch.tensor([answer + [im_end] + answer * 4])  # a model that answers, ends its turn, then runs on
+    prompts = torch.ones(1, 1, dtype=torch.long)
+    sequences = join_prompts_and_completions(tokenizer, prompts, prompts, rows, torch.arange(1), stop_token_ids(tokenizer))
+    assert sequences.completion_lengths.tolist() == [len(answer) + 1] and sequences.completions == ["<answer>42</answer>"]
+    tokenizer.chat_template = "{{ raise_exception('this template renders nothing') }}"
+    with pytest.raises(UserError, match=r"^--model M: the chat template renders no assistant turn, .*a user turn: this "
+                                        r"template renders nothing; a system and a user turn: this template"):
+        check_end_of_turn(tokenizer, "--model M")
+
+
+def test_tag_and_regex_formats_read_the_last_answer_and_auto_reads_tags():
+    problem = Problem("q", "42")
+    text = "<think>#41 or \\boxed{40}?</think> <answer>41</answer> no: <answer> 42 </answer>"
+    assert [AnswerVerifier(f)(problem, text) for f in ("auto", "tag", "hash", "boxed")] == [1.0, 1.0, 0.0, 0.0]
+    assert AnswerVerifier("tag")(problem, "<answer>42") == 1.0  # left open: the stop string `</answer>` cut it
+    assert AnswerVerifier("tag", answer_tag="final")(problem, "<final>42</final> <answer>7</answer>") == 1.0
+    assert AnswerVerifier("tag")(problem, "42") == 0.0
+    regex = AnswerVerifier("regex:answer is (-?\\d+)")
+    assert [regex(problem, t) for t in ("the answer is 41, no, the answer is 42", "answer is 41", "42")] == [1.0, 0.0, 0.0]
+    assert AnswerVerifier("regex:\\d+")(problem, "7 times 6 = 42") == 1.0  # no group: the whole last match
+    assert TaskConfig(name="prompts", train_path="p.jsonl", answer_format="regex:=(\\d+)").answer_format == "regex:=(\\d+)"
+    for fields, message in (({"answer_format": "regex:(["}, r"answer_format: 'regex:\(\[' is not a valid regular "
+                                                            r"expression \(unterminated"),
+                            ({"answer_format": "xml"}, r"answer_format: unknown format 'xml' \(use auto, hash"),
+                            ({"answer_format": "tag", "answer_tag": "<answer>"}, r"answer_tag: '<answer>' is not a tag"),
+                            ({"answer_format": "hash", "answer_tag": "final"}, "answer_tag: only answer_format tag or auto")):
+        with pytest.raises(ValueError, match=message):
+            TaskConfig(name="prompts", train_path="p.jsonl", **fields)
+
+
+def test_the_reachability_check_scores_the_datasets_own_completions(tmp_path):
+    from distillrl.tasks.rewards import DataWarning, check_task_answers
+
+    data = tmp_path / "p.jsonl"
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "<answer>42</answer>"}],
+             "answer": "42"} for q in QUESTIONS_OF_42[:3]] + [{"prompt": "What is 1 plus 1?", "answer": "2"}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tokenizer = bpe_tokenizer()
+    for answer_format in ("tag", None):  # auto reads the tags
+        task = build_task(TaskConfig(name="prompts", train_path=str(data), answer_format=answer_format))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_task_answers(task, tokenizer, stop_strings=("</answer>",))
+    task = build_task(TaskConfig(name="prompts", train_path=str(data), answer_format="last_line"))
+    with pytest.warns(DataWarning, match=rf"^{data}:1: task.answer_format 'last_line' reads '<answer>42</answer>' from "
+                                         r"the row's own completion .*not its answer '42'; 3 of the 3 dataset "
+                                         r"completions score 0") as caught:  # fmt: skip
+        check_task_answers(task, tokenizer)
+    assert len(caught) == 1  # one line; row 4 (no completion) is checked as before: `42`-style answers reachable
+    task = build_task(TaskConfig(name="prompts", train_path=str(data), answer_format="hash"))
+    with pytest.warns(DataWarning, match="3 of the 3 dataset completions score 0"):
+        check_task_answers(task, tokenizer)  # before: `#42` was tested, and it passed
+    with pytest.warns(DataWarning, match=r"reads '' from the row's own completion '<answer>'"):
+        check_task_answers(build_task(TaskConfig(name="prompts", train_path=str(data), answer_format="tag")), tokenizer,
+                           stop_strings=("42",))  # a stop string that cuts the answer off  # fmt: skip
+
+
+def readme_example() -> tuple[dict, dict]:
+    """The config and the data row of README's "Your own models" example."""
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+    config = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    return config, json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+
+
+def test_the_readme_example_scores_its_own_answers_trains_and_evaluates_from_the_cli(tmp_path):
+    """README's example (`<answer>` completions, answer_format tag, stop string `</answer>`) with a user-style
+    student whose template requires a system turn: the rows' own completions score 1; SFT on them learns to answer;
+    `distillrl eval` of the run directory uses the run's task (its test file, 8 prompts, its verifier), and of the
+    model with the flags stops at <|im_end|> after the answer (7 tokens, not 48)."""
+    from typer.testing import CliRunner
+
+    from distillrl.cli import app
+    from distillrl.tasks.rewards import check_task_answers
+
+    config, row = readme_example()
+    tokenizer = bpe_tokenizer(corpus=CORPUS + " Answer in <answer>42</answer>.")
+    tokenizer.eos_token = "<|endoftext|>"  # the end-of-turn stop comes from the template alone
+    tokenizer.chat_template = SYSTEM_REQUIRED
+    student = save_user_model(tmp_path / "student", tokenizer=tokenizer, hidden=64)
+    model = load_causal_lm(student)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(student)
+    system, _, answer = row["messages"]
+    rows = [{"messages": [system, {"role": "user", "content": q}, answer], "answer": row["answer"]} for q in QUESTIONS_OF_42]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config.update(output_dir=str(tmp_path / "run"), student={"path": student}, teacher=None, tensorboard=False,
+                  objective={"name": "sft"}, optim={"steps": 40, "lr": 1e-2, "warmup_steps": 0, "schedule": "constant"},
+                  eval={"every": 0, "num_prompts": 8, "max_new_tokens": 16}, checkpoint={"every": 0})  # fmt: skip
+    config["task"].update(train_path=str(data), test_path=str(data))
+    config["rollout"].update(source="dataset", prompts_per_step=8, group_size=1, max_new_tokens=16)
+    config = TrainConfig.model_validate(config)
+    task = build_task(config.task)
+    assert [task.reward(p, p.solution) for p in task.train] == [1.0] * 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no row's own completion is misread
+        check_task_answers(task, tokenizer, stop_strings=tuple(config.rollout.stop_strings))
+    summary = train(config, show_progress=False)
+    assert summary["after"]["eval/accuracy_greedy"] == 1.0
+
+    def metrics(*args: str) -> tuple[dict[str, float], str]:
+        result = CliRunner().invoke(app, ["eval", "--temperature", "0", *args])
+        assert result.exit_code == 0, result.output
+        values = {line.split()[1]: float(line.split()[-2]) for line in result.output.splitlines() if "eval/" in line}
+        return values, "".join(result.output.split())  # the title, wrapped to the terminal, without white space
+
+    from_run, output = metrics("--model", str(tmp_path / "run"))
+    assert "".join(f"on {data} (the run's task, {tmp_path / 'run' / 'config.yaml'}) (8 prompts)".split()) in output
+    length = len(tokenizer("<answer>42</answer>", add_special_tokens=False)["input_ids"])
+    assert from_run["eval/accuracy_greedy"] == 1.0 and from_run["eval/response_length"] == length  # to `</answer>`
+    flags, _ = metrics("--model", str(tmp_path / "run" / "final"), "--task", str(data), "--answer-format", "tag")
+    assert flags["eval/accuracy_greedy"] == 1.0 and flags["eval/response_length"] == length + 1 < 48  # <|im_end|>
+    regex, _ = metrics("--model", str(tmp_path / "run" / "final"), "--task", str(data), "--answer-format",
+                       "regex:<answer>(\\d+)</answer>", "--n", "3")  # fmt: skip
+    assert regex["eval/accuracy_greedy"] == 1.0
+
+
+def test_eval_of_a_run_directory_takes_its_task_lengths_and_verifier_unless_told_otherwise(tmp_path):
+    from distillrl.eval_setup import EvalOptions, eval_setup
+
+    data = tmp_path / "test.jsonl"
+    data.write_text('{"question": "What is 6 times 7?", "final": "42"}\n')
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        f"task: {{name: prompts, train_path: {tmp_path}/train.jsonl, test_path: {data}, answer_format: 'regex:is (\\d+)',"
+        " columns: {prompt: question, answer: final}, truncate: left}\n"
+        "eval: {num_prompts: 5, max_new_tokens: 12}\nrollout: {stop_strings: ['</answer>']}\n")  # fmt: skip
+    setup = eval_setup(str(run), EvalOptions(), 64)
+    assert (setup.task.name, setup.task.train_path, setup.task.test_path) == ("prompts", str(data), str(data))
+    assert setup.task.answer_format == "regex:is (\\d+)" and setup.task.columns == {"prompt": "question", "answer": "final"}
+    assert (setup.num_prompts, setup.max_new_tokens, setup.chat.max_prompt_tokens) == (5, 12, 52)
+    assert setup.source == f"{data} (the run's task, {run / 'config.yaml'})"
+    told = eval_setup(str(run), EvalOptions(n=2, max_new_tokens=20, answer_format="tag", answer_match="math"), None)
+    assert (told.num_prompts, told.max_new_tokens, told.task.answer_format, told.task.answer_match) == (2, 20, "tag", "math")
+    other = eval_setup(str(run), EvalOptions(task="arith", level="hard"), None)
+    assert other.source == "arith" and other.task.answer_format is None and other.task.difficulty.min_ops == 3
+    arith_run = tmp_path / "arith"
+    arith_run.mkdir()
+    (arith_run / "config.yaml").write_text("task: {name: arith, difficulty: {min_ops: 2, max_ops: 2}}\n")
+    setup = eval_setup(str(arith_run), EvalOptions(), None)
+    assert setup.task.difficulty.max_ops == 2 and (setup.num_prompts, setup.max_new_tokens) == (200, 48)
+    assert eval_setup(str(arith_run), EvalOptions(level="hard"), None).task.difficulty.max_ops == 5

@@ -163,17 +163,28 @@ def train_command(
 @app.command("eval")
 def eval_command(
     model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
-    task: str = typer.Option("arith", help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers"),
-    level: str = typer.Option("standard", help="arith, lists, mix: standard or hard (the zoo's hard-* models; use "
-                              "--max-new-tokens 64)"),
-    n: int = typer.Option(200, min=1, help="held-out prompts"),
+    task: Optional[str] = typer.Option(None, help="arith, lists, mix, or a .jsonl/.parquet prompt file with answers "
+                                       "(default: a run directory's own task, else arith)"),
+    level: Optional[str] = typer.Option(None, help="arith, lists, mix: standard or hard (the zoo's hard-* models; use "
+                                        "--max-new-tokens 64; default: a run directory's difficulty, else standard)"),
+    n: Optional[int] = typer.Option(None, min=1, help="held-out prompts (default: a run directory's eval.num_prompts, "
+                                    "else 200)"),
     teacher: Optional[str] = typer.Option(None, help="also report the reverse KL to this teacher"),
     temperature: float = typer.Option(1.0, min=0.0, help="temperature of the sampled accuracy (0: greedy)"),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", min=1, help="longest completion"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="longest completion (default: "
+                                                 "a run directory's eval.max_new_tokens, else 48)"),
     precision: str = typer.Option("fp32", help="fp32, or bf16 (models loaded in bf16, bf16 autocast)"),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="sequences per generation and scoring pass"),
-    answer_format: Optional[str] = typer.Option(None, "--answer-format", help="a prompt file's answer extraction: "
-                                                "auto, hash, boxed or last_line (default: auto)"),
+    answer_format: Optional[str] = typer.Option(None, "--answer-format", help="where a completion states its answer: "
+                                                "auto, hash, boxed, last_line, tag or regex:PATTERN (as "
+                                                "task.answer_format; default: a run directory's, else auto)"),
+    answer_tag: Optional[str] = typer.Option(None, "--answer-tag", help="the tag of --answer-format tag (default: "
+                                             "answer, for <answer>...</answer>)"),
+    answer_match: Optional[str] = typer.Option(None, "--answer-match", help="normalized or math (as task.answer_match)"),
+    reward: Optional[str] = typer.Option(None, "--reward", help="a custom reward module:function or "
+                                         "path/file.py:function (as task.reward)"),
+    columns: Optional[str] = typer.Option(None, "--columns", help="a JSON/YAML mapping of fields to a prompt file's "
+                                          "columns, e.g. '{prompt: question, answer: final}' (as task.columns)"),
     chat_template_kwargs: Optional[str] = typer.Option(
         None, "--chat-template-kwargs", help="a JSON object passed to the chat template, e.g. "
         "'{\"enable_thinking\": false}' (default: a run directory's task.chat_template_kwargs, else none)"),
@@ -181,49 +192,48 @@ def eval_command(
         None, "--stop-string", help="a completion also ends at this string (repeatable; default: a run directory's "
         "rollout.stop_strings, else none)"),
 ) -> None:
-    """Evaluate a model on held-out prompts."""
-    from pydantic import ValidationError
-
-    from distillrl.config import TaskConfig
+    """Evaluate a model on held-out prompts (a run directory: on the run's own task, as it evaluated itself)."""
+    from distillrl.eval_setup import EvalOptions, eval_setup
     from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
     from distillrl.models.vocabulary import check_same_vocabulary
-    from distillrl.rollout.chat import check_teacher_template, eval_chat_format
+    from distillrl.rollout.chat import check_end_of_turn, check_teacher_template
     from distillrl.rollout.engines import HFEngine
     from distillrl.runtime import frozen_dtype
     from distillrl.tasks import build_task
-    from distillrl.tasks.levels import TASK_LEVELS, level_task
     from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
-    from distillrl.tasks.rewards import check_task_answers
+    from distillrl.tasks.rewards import RewardError, check_eval_answers, check_task_answers
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {precision}: use fp32 or bf16")
-    if level not in TASK_LEVELS:
-        raise UserError(f"--level: unknown level {level!r} (have: {', '.join(TASK_LEVELS)})")
-    builtin = task in ("arith", "lists", "mix")
+    options = EvalOptions(task, level, n, max_new_tokens, answer_format, answer_tag, answer_match, reward, columns,
+                          chat_template_kwargs, stop_string or [])  # fmt: skip
+    context = max_positions(model_config(model))
+    setup = eval_setup(model, options, context)
     try:
-        task_config = TaskConfig.model_validate(level_task(task, level, answer_format=answer_format)) if builtin else (
-            TaskConfig(name="prompts", train_path=task, test_path=task, answer_format=answer_format))  # fmt: skip
-    except ValidationError:
-        raise UserError(f"--answer-format {answer_format}: use auto, hash, boxed or last_line") from None
-    task_object = build_task(task_config)
-    problems = task_object.test_problems(n)
+        task_object = build_task(setup.task)
+    except RewardError as error:  # named as the option that gave it
+        if reward is None:
+            raise
+        raise UserError(f"--reward: {str(error).removeprefix('task.reward: ')}") from None
+    problems = task_object.test_problems(setup.num_prompts)
+    check_eval_answers(task_object, setup.num_prompts)
     tokenizer = load_tokenizer(model)
-    chat = eval_chat_format(model, chat_template_kwargs, stop_string)
-    check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--model {model}", max_positions(model_config(model)),
-                      max_new_tokens, chat)  # fmt: skip
-    check_task_answers(task_object, tokenizer, trained=False)
+    check_end_of_turn(tokenizer, f"--model {model}")
+    located = task_object.located_prompts(setup.num_prompts)
+    check_prompts_fit(located, tokenizer, f"--model {model}", context, setup.max_new_tokens, setup.chat)
+    check_task_answers(task_object, tokenizer, trained=False, stop_strings=setup.chat.stop_strings)
     if teacher:
         check_same_vocabulary(model, teacher, "--teacher")
-        check_teacher_template(tokenizer, load_tokenizer(teacher), chat, model, teacher, "--teacher")
-        check_prompts_fit(task_object.located_prompts(n), tokenizer, f"--teacher {teacher}",
-                          max_positions(model_config(teacher)), max_new_tokens, chat)  # fmt: skip
+        check_teacher_template(tokenizer, load_tokenizer(teacher), setup.chat, model, teacher, "--teacher")
+        check_prompts_fit(located, tokenizer, f"--teacher {teacher}", max_positions(model_config(teacher)),
+                          setup.max_new_tokens, setup.chat)  # fmt: skip
     student = load_causal_lm(model, dtype=frozen_dtype(precision))
     teacher_model = load_causal_lm(teacher, dtype=frozen_dtype(precision)) if teacher else None
     with console.status(f"evaluating {model} on {len(problems)} prompts"):
-        metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, max_new_tokens,
-                           batch_size, precision, HFEngine(student, tokenizer, batch_size, chat))  # fmt: skip
-    table = Table(title=f"{model} on {task} ({len(problems)} prompts)")
+        metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, setup.max_new_tokens,
+                           batch_size, precision, HFEngine(student, tokenizer, batch_size, setup.chat))  # fmt: skip
+    table = Table(title=f"{model} on {setup.source} ({len(problems)} prompts)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
@@ -351,7 +361,7 @@ def inspect_command(
     from distillrl.models.vocabulary import check_same_vocabulary
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
-    from distillrl.rollout.chat import PLAIN, check_teacher_template
+    from distillrl.rollout.chat import PLAIN, check_end_of_turn, check_teacher_template
     from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
 
     empty = next((i for i, text in enumerate(prompt) if not text), None)
@@ -360,6 +370,7 @@ def inspect_command(
     if out.parent.exists() and not out.parent.is_dir():
         raise UserError(f"--out: {out.parent} is not a directory")
     tokenizer = load_tokenizer(student)
+    check_end_of_turn(tokenizer, f"--student {student}")
     located = [(f"--prompt {i + 1}", text) for i, text in enumerate(prompt)]
     check_same_vocabulary(student, teacher, "--teacher")
     check_teacher_template(tokenizer, load_tokenizer(teacher), PLAIN, student, teacher, "--teacher")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from distillrl.errors import UserError, one_line
 from distillrl.files import read_utf8_text
+from distillrl.tasks.answers import DEFAULT_TAG, check_answer_format
 from distillrl.tasks.arith import ArithDifficulty
 from distillrl.tasks.lists import ListsDifficulty
 
@@ -121,11 +122,14 @@ class TaskConfig(Strict):
         "error", description="a prompt too long for max_new_tokens in a model's context: error (at start, naming it) "
         "or left (it loses its first tokens; BOS kept)"
     )
-    answer_format: Literal["auto", "hash", "boxed", "last_line"] | None = Field(
+    answer_format: str | None = Field(
         None, description="where a completion states its answer: hash (after the last `#`), boxed (the last "
-        "\\boxed{}), last_line, or auto (boxed, else hash, else last line); default: auto for prompt files, the "
-        "built-in tasks' own `#` verifier for arith/lists/mix"
+        "\\boxed{}), last_line, tag (the last <answer>...</answer>), regex:PATTERN (the last match: its first group, "
+        "else the whole match), or auto (tag, else boxed, else hash, else last line); default: auto for prompt files, "
+        "the built-in tasks' own `#` verifier for arith/lists/mix"
     )
+    answer_tag: str = Field(DEFAULT_TAG, description="the tag that answer_format tag (and auto) reads: answer for "
+                            "<answer>...</answer>")
     answer_match: Literal["normalized", "math"] = Field(
         "normalized", description="normalized (text without spaces, case-folded; numbers by value: 2 = 2.0) or "
         "math (symbolic equivalence through the math-verify library: the `math` extra)"
@@ -143,6 +147,11 @@ class TaskConfig(Strict):
             raise ValueError("name: train_path/test_path/columns only apply to task.name 'prompts'")
         if "prompt" in self.columns and "messages" in self.columns:
             raise ValueError("columns: a row holds either `prompt` or `messages`, not both")
+        check_answer_format(self.answer_format or "auto", self.answer_tag)
+        reads_tags = self.answer_format in ("tag", "auto") or (self.answer_format is None and self.name == "prompts")
+        if self.answer_tag != DEFAULT_TAG and not reads_tags:
+            form = self.answer_format or "unset: the built-in task's own `#` verifier"
+            raise ValueError(f"answer_tag: only answer_format tag or auto reads a tag (answer_format is {form})")
         return self
 
 

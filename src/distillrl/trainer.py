@@ -45,12 +45,12 @@ from distillrl.interrupts import RunStopped, StopRequests
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer
 from distillrl.models.roles import Models, chat_format, load_models, shortest_context, teacher_backend, teacher_devices
 from distillrl.models.vocabulary import check_same_vocabulary
-from distillrl.tasks.rewards import check_task_answers
+from distillrl.tasks.rewards import check_eval_answers, check_task_answers
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.metrics import MetricsLog, wandb_module
 from distillrl.report.plots import plot_training_curves
-from distillrl.rollout.chat import check_teacher_template
+from distillrl.rollout.chat import check_end_of_turn, check_teacher_template
 from distillrl.rollout.sequences import Sequences
 from distillrl.rollout.sources import sample_sequences
 from distillrl.run_dir import ClaimedRun, claim_run_directory_of_world
@@ -217,6 +217,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
         check_lora_targets(student, config.student.lora)
     tokenizer = load_tokenizer(student)
     chat = chat_format(config)
+    check_end_of_turn(tokenizer, f"student.path {student}")
     for index, teacher in enumerate(config.teacher_list):
         if teacher.chat_template == "check" and teacher.backend == "local":  # a server's tokens: teacher_backend
             check_teacher_template(tokenizer, load_tokenizer(teacher.path), chat, student, teacher.path,
@@ -235,7 +236,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
                           f"vocabulary ({vocab_size} tokens of {config.student.path})")  # fmt: skip
     if "rewards" in objective.needs:
         task.check_complete("answer", f"objective.name: {config.objective.name} needs a verifiable reward")
-    check_task_answers(task, tokenizer, trained="rewards" in objective.needs)
+    check_task_answers(task, tokenizer, trained="rewards" in objective.needs, stop_strings=chat.stop_strings)
     if config.wandb is not None:
         wandb_module()  # a missing extra fails before any model loads
     rollout = config.rollout
@@ -246,6 +247,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
         for domain, where in task.domains().items():
             if domain not in names:
                 raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
+    check_eval_answers(task, config.eval.num_prompts)  # the evaluation before the first step scores them
 
 
 def agreed_signal(world: World, stops: StopRequests) -> int | None:

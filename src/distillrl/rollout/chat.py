@@ -9,14 +9,13 @@ template wrote it already (as transformers and TRL do: a template that writes BO
 
 A completion ends at the first stop id (stop_token_ids: the tokenizer's EOS, every EOS id of the model's
 generation config and the chat template's end-of-turn token) or at the end of the first stop string; the tokens
-after it are masked from training and the reward reads the text up to it.
+after it are masked from training and the reward reads the text before it (reward_text: the stop string excluded).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
 from jinja2 import TemplateError
@@ -112,21 +111,42 @@ def training_pair(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, completion
     return common, whole[len(common) :]
 
 
+END_OF_TURN_PROBES = (  # a template may require a system turn first, or refuse one: each is tried in turn
+    [{"role": "user", "content": "hi"}, {"role": "assistant", "content": SENTINEL}],
+    [{"role": "system", "content": "hi"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": SENTINEL}],
+)
+
+
 def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
     """The special token the chat template writes right after an assistant turn (`<|im_end|>` for ChatML,
-    `<|eot_id|>` for Llama 3); None without a template or when the template writes no special token there."""
+    `<|eot_id|>` for Llama 3), read from the first of END_OF_TURN_PROBES that the template renders; None without
+    a template or when the template writes no special token there. A template that renders none of the probes
+    (it raises on each) is a UserError: its completions would have no end-of-turn stop."""
     if not tokenizer.chat_template:
         return None
-    conversation = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": SENTINEL}]
-    try:
-        rendered = tokenizer.apply_chat_template(conversation, tokenize=False)
-    except TemplateError:
-        return None
+    errors = []
+    for conversation in END_OF_TURN_PROBES:
+        try:
+            rendered = tokenizer.apply_chat_template(conversation, tokenize=False)
+            break
+        except TemplateError as error:
+            errors.append(str(error))
+    else:
+        raise UserError(f"the chat template renders no assistant turn, so its end-of-turn token is unknown (a user "
+                        f"turn: {errors[0]}; a system and a user turn: {errors[1]})")  # fmt: skip
     if SENTINEL not in rendered:
         return None
     after = tokenizer(rendered.split(SENTINEL)[-1], add_special_tokens=False)["input_ids"]
     added = tokenizer.added_tokens_decoder
     return after[0] if after and after[0] in added and added[after[0]].special else None
+
+
+def check_end_of_turn(tokenizer: PreTrainedTokenizerBase, name: str) -> None:
+    """end_of_turn_id's UserError, naming the model (`name`, e.g. `student.path PATH`), before any model loads."""
+    try:
+        end_of_turn_id(tokenizer)
+    except UserError as error:
+        raise UserError(f"{name}: {error}") from None
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model=None) -> list[int]:
@@ -155,10 +175,11 @@ def tokens_through_stop_string(tokenizer: PreTrainedTokenizerBase, ids: list[int
     return high
 
 
-def cut_at_stop_string(text: str, stop_strings: tuple[str, ...]) -> str:
-    """`text` up to and including the end of its first stop string (all of it when it holds none)."""
-    ends = [text.find(stop) + len(stop) for stop in stop_strings if stop in text]
-    return text[: min(ends)] if ends else text
+def reward_text(text: str, stop_strings: tuple[str, ...]) -> str:
+    """What the reward reads of a completion's `text`: up to, not including, its first stop string (all of it when
+    it holds none), so that a stop string `</answer>` or `\\n` is never part of the answer."""
+    starts = [text.find(stop) for stop in stop_strings if stop in text]
+    return text[: min(starts)] if starts else text
 
 
 def check_teacher_template(student: PreTrainedTokenizerBase, teacher: PreTrainedTokenizerBase, chat: ChatFormat,
@@ -189,27 +210,3 @@ def check_teacher_template(student: PreTrainedTokenizerBase, teacher: PreTrained
             shown = student.decode(mine), teacher.decode(theirs)
             raise TemplateMismatch(f"{field_name}: the chat template of {teacher_name} renders a probe prompt as "
                                    f"{shown[1]!r}, the student's ({student_name}) as {shown[0]!r}{hint}")
-
-
-def eval_chat_format(model: str, template_kwargs_json: str | None, stop_strings: list[str] | None) -> ChatFormat:
-    """How `distillrl eval` renders prompts and stops completions: the options given (`--chat-template-kwargs` as a
-    JSON object, `--stop-string`), else what the run directory `model` trained with (its config.yaml's
-    task.chat_template_kwargs and rollout.stop_strings), else plain."""
-    import json
-
-    import yaml
-
-    config_file = Path(model) / "config.yaml"
-    run = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}) if config_file.is_file() else {}
-    kwargs = (run.get("task") or {}).get("chat_template_kwargs") or {}
-    if template_kwargs_json is not None:
-        try:
-            kwargs = json.loads(template_kwargs_json)
-        except json.JSONDecodeError as error:
-            raise UserError(f"--chat-template-kwargs: not JSON ({error.msg} at column {error.colno})") from None
-        if not isinstance(kwargs, dict):
-            raise UserError('--chat-template-kwargs: must be a JSON object, e.g. \'{"enable_thinking": false}\'')
-    stops = tuple(stop_strings) if stop_strings else tuple((run.get("rollout") or {}).get("stop_strings") or ())
-    if any(not stop for stop in stops):
-        raise UserError("--stop-string: a stop string must not be empty")
-    return ChatFormat(dict(kwargs), stops)

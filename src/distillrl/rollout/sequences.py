@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from distillrl.rollout.chat import (PLAIN, ChatFormat, Prompt, cut_at_stop_string, encode_texts, prompt_token_ids,
+from distillrl.rollout.chat import (PLAIN, ChatFormat, Prompt, encode_texts, prompt_token_ids, reward_text,
                                    stop_token_ids, tokens_through_stop_string, training_pair)
 
 
@@ -95,7 +95,7 @@ def join_prompts_and_completions(
 ) -> Sequences:
     """Assemble Sequences from left-padded prompts [B, P] and completions [B, L]: anything after the first stop
     token (`stop_ids`, default the tokenizer's EOS) or after the token that completes the first of `stop_strings`
-    is masked and replaced by padding, and the completion text ends there."""
+    is masked and replaced by padding; the completion text (what the reward reads) ends before the stop string."""
     completion_mask = mask_after_eos(completion_ids, stop_ids or [tokenizer.eos_token_id])
     if stop_strings:
         kept = [tokens_through_stop_string(tokenizer, row[: int(n)].tolist(), stop_strings)
@@ -105,7 +105,7 @@ def join_prompts_and_completions(
     completion_ids = torch.where(completion_mask.bool(), completion_ids, tokenizer.pad_token_id)
     texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
     if stop_strings:
-        texts = [cut_at_stop_string(text, stop_strings) for text in texts]
+        texts = [reward_text(text, stop_strings) for text in texts]
     return Sequences(
         input_ids=torch.cat([prompt_ids, completion_ids], dim=1),
         attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),

@@ -4,7 +4,14 @@ Extraction (`task.answer_format`):
 - `hash`: the rest of the line after the completion's last `#` (`... so #42`);
 - `boxed`: the contents of the last `\\boxed{...}` (braces balanced);
 - `last_line`: the last non-empty line, without a leading `answer:` / `the answer is`;
-- `auto`: boxed when the completion has a `\\boxed{`, else hash when it has a `#`, else last_line.
+- `tag`: the contents of the last `<answer>...</answer>` (the tag is `task.answer_tag`), stripped; a last `<answer>`
+  left open runs to the end of the completion (a stop string `</answer>` ends the completion the reward reads
+  before its close);
+- `regex:PATTERN`: the last match of PATTERN in the completion: its first capture group, or the whole match
+  when the pattern has no group;
+- `auto`: tag when the completion has an `<answer>` (the most explicit marker: a `#` or `\\boxed{}` inside a
+  reasoning before it is not the answer), else boxed when it has a `\\boxed{`, else hash when it has a `#`, else
+  last_line.
 
 Equivalence (`task.answer_match`): `normalized` compares the answers with surrounding `$`, `\\boxed{}`, a final
 full stop and all white space removed, case-insensitively, and numbers by value (2 = 2.0 = 2.00, 1e3 = 1000);
@@ -19,7 +26,10 @@ from decimal import Decimal, InvalidOperation
 
 from distillrl.errors import UserError
 
-ANSWER_FORMATS = ("auto", "hash", "boxed", "last_line")
+ANSWER_FORMATS = ("auto", "hash", "boxed", "last_line", "tag", "regex:PATTERN")
+REGEX = "regex:"
+DEFAULT_TAG = "answer"
+TAG_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 ANSWER_MATCHES = ("normalized", "math")
 BOXED = "\\boxed{"
 ANSWER_PREFIX = re.compile(r"^\s*(?:final answer|the answer is|answer)\s*[:=]?\s*", re.IGNORECASE)
@@ -51,9 +61,47 @@ def last_line(text: str) -> str | None:
     return ANSWER_PREFIX.sub("", lines[-1]).strip() if lines else None
 
 
-def extract_answer(completion: str, answer_format: str = "auto") -> str | None:
-    """The final answer a completion states in `answer_format` (see the module docstring); None when it states
-    none."""
+def in_last_tag(text: str, tag: str = DEFAULT_TAG) -> str | None:
+    """The contents of the last `<tag>...</tag>` of `text`, stripped (an open last `<tag>` runs to the end); None
+    without a `<tag>`."""
+    start = text.rfind(f"<{tag}>")
+    if start < 0:
+        return None
+    inside = text[start + len(tag) + 2 :]
+    return inside.split(f"</{tag}>", 1)[0].strip()
+
+
+def last_regex_match(text: str, pattern: str) -> str | None:
+    """The last match of `pattern` in `text`: its first group when it has one, else the whole match, stripped;
+    None without a match."""
+    matches = list(re.finditer(pattern, text))
+    if not matches:
+        return None
+    found = matches[-1].group(1 if matches[-1].re.groups else 0)
+    return None if found is None else found.strip()
+
+
+def check_answer_format(answer_format: str, tag: str = DEFAULT_TAG) -> None:
+    """Raise ValueError (naming the field) for an unknown format, a `regex:` that does not compile or a tag that is
+    not a tag name."""
+    if answer_format.startswith(REGEX):
+        try:
+            re.compile(answer_format[len(REGEX) :])
+        except re.error as error:
+            raise ValueError(f"answer_format: {answer_format!r} is not a valid regular expression ({error})") from None
+    elif answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format: unknown format {answer_format!r} (use {', '.join(ANSWER_FORMATS)})")
+    if not TAG_NAME.match(tag):
+        raise ValueError(f"answer_tag: {tag!r} is not a tag name (write `answer` for <answer>...</answer>)")
+
+
+def extract_answer(completion: str, answer_format: str = "auto", tag: str = DEFAULT_TAG) -> str | None:
+    """The final answer a completion states in `answer_format` (see the module docstring; `tag` names the tag of
+    `tag` and `auto`); None when it states none."""
+    if answer_format.startswith(REGEX):
+        return last_regex_match(completion, answer_format[len(REGEX) :])
+    if answer_format == "tag" or (answer_format == "auto" and f"<{tag}>" in completion):
+        return in_last_tag(completion, tag)
     if answer_format == "boxed" or (answer_format == "auto" and BOXED in completion):
         return last_boxed(completion)
     if answer_format == "hash" or (answer_format == "auto" and "#" in completion):
@@ -118,8 +166,13 @@ def answers_match(predicted: str | None, reference: str, answer_match: str = "no
     return same_math_answer(predicted, reference) if answer_match == "math" else same_answer(predicted, reference)
 
 
-def stated(answer: str, answer_format: str) -> str:
-    """A completion that states `answer` in `answer_format`: what a model must be able to write to score 1."""
+def stated(answer: str, answer_format: str, tag: str = DEFAULT_TAG) -> str | None:
+    """A completion that states `answer` in `answer_format`: what a model must be able to write to score 1; None
+    for a `regex:` (no completion can be made from a pattern)."""
+    if answer_format.startswith(REGEX):
+        return None
+    if answer_format == "tag":
+        return f"<{tag}>{answer}</{tag}>"
     if answer_format == "boxed":
         return f"{BOXED}{answer}}}"
     if answer_format == "last_line":

@@ -7,9 +7,10 @@ exhausting memory. With `task.truncate: left` a long prompt is cut to fit instea
 
 from __future__ import annotations
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
-from distillrl.errors import UserError
+from distillrl.errors import UserError, one_line
 from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, encode_texts, prompt_chars, prompt_text
 
 
@@ -21,8 +22,8 @@ def max_positions(model_config) -> int | None:
 def check_prompts_fit(located_prompts: list[tuple[str, Prompt]], tokenizer: PreTrainedTokenizerBase, model: str,
                       context: int | None, max_new_tokens: int, chat: ChatFormat = PLAIN) -> None:  # fmt: skip
     """Raise a UserError naming the longest (where, prompt) whose tokens plus `max_new_tokens` exceed `context`
-    (None: no limit; not raised when `chat.truncate` is left) or the first that holds a character the tokenizer of
-    `model` maps to its unknown token."""
+    (None: no limit; not raised when `chat.truncate` is left), the first that the chat template cannot render (a
+    role it refuses) or the first that holds a character the tokenizer of `model` maps to its unknown token."""
     budget = None if context is None else context - max_new_tokens
     if budget is not None and budget < 1:
         raise UserError(f"max_new_tokens: {max_new_tokens} new tokens leave no room for a prompt in the "
@@ -41,6 +42,8 @@ def check_prompts_fit(located_prompts: list[tuple[str, Prompt]], tokenizer: PreT
             texts.append(prompt_text(tokenizer, prompt, chat))
         except UserError as error:
             raise UserError(f"{where}: {error}") from None
+        except TemplateError as error:  # e.g. a role or an order of turns the template refuses
+            raise UserError(f"{where}: the chat template of {model} cannot render this prompt ({one_line(error)})") from None
     encoded = encode_texts(tokenizer, texts)
     lengths = [len(ids) for ids in encoded]
     if limited and lengths and max(lengths) > budget:
