@@ -31,7 +31,8 @@ from distillrl.rollout.hf_generate import generate
 from distillrl.rollout.sequences import Sequences, encode_pairs
 from distillrl.scoring.remote import RemoteTeacher, ServerError
 from distillrl.scoring.teachers import LocalTeacher
-from distillrl.serve import TeacherModel, make_server
+from distillrl.serve import TeacherModel
+from distillrl.serve_http import TeacherServer
 from distillrl.tasks import ArithTask
 from distillrl.trainer import train
 from user_models import save_decoder
@@ -42,11 +43,11 @@ def start_server(model: str, port: int = 0) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, "-m", "distillrl.cli", "serve-teacher", "--model", model,
                                 "--port", str(port), "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    line = process.stdout.readline()
-    if "http://" not in line:
+    lines = [process.stdout.readline() for _ in range(3)]  # loading ..., loaded ... in N s, serving ... at URL
+    if "http://" not in lines[-1]:
         process.kill()
-        raise AssertionError(f"serve-teacher did not start: {line}{process.stdout.read()}")
-    return process, line.split(" at ")[1].split()[0]
+        raise AssertionError(f"serve-teacher did not start: {''.join(lines)}{process.stdout.read()}")
+    return process, lines[-1].split(" at ")[1].split()[0]
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +160,8 @@ def test_an_opd_run_through_the_server_matches_a_local_run_across_a_server_resta
 
 def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
     path = save_decoder(tmp_path / "qwen3", kind="qwen3")
-    server = make_server(TeacherModel(path, "cpu", max_logprobs=5), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = TeacherServer(TeacherModel(path, "cpu", max_logprobs=5), "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.address[1]}"
     try:
         sequences = arith_sequences(4, sampled=False)
         remote = RemoteTeacher(url, timeout=30)
@@ -173,7 +173,7 @@ def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
         assert torch.equal(remote_ids, local_ids)
 
         def post(path_: str, body: bytes, headers: dict | None = None) -> tuple[int, str]:
-            connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+            connection = http.client.HTTPConnection("127.0.0.1", server.address[1], timeout=10)
             connection.request("POST", path_, body=body, headers=headers or {})
             response = connection.getresponse()
             return response.status, json.loads(response.read() or b"{}").get("error", {}).get("message", "")
@@ -192,8 +192,7 @@ def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
         assert post("/v1/completions", b"{}", {"Content-Length": str(1 << 30)})[0] == 413
         assert post("/v1/nothing", b"{}")[0] == 404
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 class FakeServer:
