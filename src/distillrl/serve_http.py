@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import socket
@@ -109,30 +110,35 @@ def head_deadline_protocol(timeout: float) -> type[H11Protocol]:
 
 
 class ModelWorker:
-    """One thread that runs the model's work, one request at a time, with at most `max_queue` in its hands."""
+    """One thread that runs the model's work, one request at a time, with at most `max_queue` requests in its
+    hands: a request is admitted (or refused 503, before its body is read) on arrival and held until answered."""
 
     def __init__(self, max_queue: int):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serve-teacher-model")
         self.max_queue = max_queue
         self.in_hand = 0  # changed on the event loop's thread only
 
-    async def run(self, fn, *args):
+    @contextlib.contextmanager
+    def admitted(self):
         if self.in_hand >= self.max_queue:
             raise Refusal(f"busy: {self.in_hand} requests are queued for the model (--max-queue); retry shortly",
-                          HTTPStatus.SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})  # fmt: skip
+                          HTTPStatus.SERVICE_UNAVAILABLE, close=True, headers={"Retry-After": "1"})  # fmt: skip
         self.in_hand += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            yield
         finally:
             self.in_hand -= 1
+
+    async def run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
 
 async def read_body(request: Request, limits: ServerLimits) -> bytes:
     """The request's body: at most max_request_bytes (413, judged from Content-Length before reading, and again
     while it streams), all of it within request_timeout seconds (408); either closes the connection."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limits.max_request_bytes):
-        raise Refusal(f"the request has {length[:20]} bytes (Content-Length), more than {limits.max_request_bytes}",
+    length = request.headers.get("content-length")  # digits: h11 refuses any other (400)
+    if length is not None and int(length) > limits.max_request_bytes:
+        raise Refusal(f"the request has {length} bytes (Content-Length), more than {limits.max_request_bytes}",
                       HTTPStatus.REQUEST_ENTITY_TOO_LARGE, close=True)  # fmt: skip
     chunks, size = [], 0
 
@@ -221,15 +227,17 @@ def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, 
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        data = await read_body(request, limits)
-        return Response(await worker.run(run_model, teacher.completions, data, request.state),
-                        media_type="application/json")  # fmt: skip
+        with worker.admitted():
+            data = await read_body(request, limits)
+            answer = await worker.run(run_model, teacher.completions, data, request.state)
+        return Response(answer, media_type="application/json")
 
     @app.post("/tokenize")
     async def tokenize(request: Request) -> Response:
-        data = await read_body(request, limits)
-        return Response(await worker.run(run_model, teacher.tokenize, data, request.state),
-                        media_type="application/json")  # fmt: skip
+        with worker.admitted():
+            data = await read_body(request, limits)
+            answer = await worker.run(run_model, teacher.tokenize, data, request.state)
+        return Response(answer, media_type="application/json")
 
     return app
 
