@@ -378,6 +378,21 @@ def test_a_server_that_is_down_or_tokenises_differently_is_refused_at_start(tmp_
         fake.close()
 
 
+def test_an_unset_api_key_variable_is_refused_before_the_run_starts(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISTILLRL_TEST_UNSET_KEY", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'run'}\n"
+                      "teacher: {server: 'http://127.0.0.1:9', server_api_key_env: DISTILLRL_TEST_UNSET_KEY}\n")  # fmt: skip
+    with pytest.raises(ServerError, match=r"^teacher.server_api_key_env: the environment variable "
+                                          r"DISTILLRL_TEST_UNSET_KEY is not set \(it should hold the API key of "
+                                          r"http://127.0.0.1:9\)$"):  # fmt: skip
+        train(load_config(config), show_progress=False)
+    assert not (tmp_path / "run").exists()
+    config.write_text("teacher: {server: 'http://127.0.0.1:9', server_api_key_env: 'not a name'}\n")
+    with pytest.raises(ConfigError, match="c.yaml:1: teacher.server_api_key_env"):
+        load_config(config)
+
+
 @pytest.mark.parametrize("settings, message", [
     ("objective: {name: forward_kl}", "teacher.server: a server teacher gives fidelity sampled or topk; full"),
     ("teacher: {server: 'localhost:8000'}", "teacher.server: 'localhost:8000' is not a URL such as http://"),
