@@ -32,7 +32,7 @@ from distillrl.rollout.sequences import Sequences, encode_pairs
 from distillrl.scoring.remote import RemoteTeacher, ServerError
 from distillrl.scoring.teachers import LocalTeacher
 from distillrl.serve import TeacherModel
-from distillrl.serve_http import TeacherServer
+from distillrl.serve_http import TeacherServer, bind
 from distillrl.tasks import ArithTask
 from distillrl.trainer import train
 from user_models import save_decoder
@@ -43,7 +43,9 @@ def start_server(model: str, port: int = 0) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, "-m", "distillrl.cli", "serve-teacher", "--model", model,
                                 "--port", str(port), "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    lines = [process.stdout.readline() for _ in range(3)]  # loading ..., loaded ... in N s, serving ... at URL
+    lines = [process.stdout.readline()]  # loading ..., loaded ... in N s (progress), then serving ... at URL
+    while "http://" not in lines[-1] and lines[-1] and len(lines) < 50:
+        lines.append(process.stdout.readline())
     if "http://" not in lines[-1]:
         process.kill()
         raise AssertionError(f"serve-teacher did not start: {''.join(lines)}{process.stdout.read()}")
@@ -160,7 +162,7 @@ def test_an_opd_run_through_the_server_matches_a_local_run_across_a_server_resta
 
 def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
     path = save_decoder(tmp_path / "qwen3", kind="qwen3")
-    server = TeacherServer(TeacherModel(path, "cpu", max_logprobs=5), "127.0.0.1", 0).start()
+    server = TeacherServer(TeacherModel(path, "cpu", max_logprobs=5), bind("127.0.0.1", 0)).start()
     url = f"http://127.0.0.1:{server.address[1]}"
     try:
         sequences = arith_sequences(4, sampled=False)

@@ -400,17 +400,17 @@ def serve_teacher(
     """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
     from distillrl.models.loading import check_model_files
     from distillrl.serve import TeacherModel
-    from distillrl.serve_http import ServerLimits, TeacherServer
+    from distillrl.serve_http import ServerLimits, TeacherServer, bind
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {precision}: use fp32 or bf16")
     check_model_files(model)
-    teacher = TeacherModel(model, device, max_logprobs, precision, max_answer_entries)
-    limits = ServerLimits(request_timeout=request_timeout, max_queue=max_queue)
-    try:
-        server = TeacherServer(teacher, host, port, api_key or None, limits)
+    try:  # before the model loads: a port in use is said at once
+        listening = bind(host, port)
     except OSError as error:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({os.strerror(error.errno)})") from None
+    teacher = TeacherModel(model, device, max_logprobs, precision, max_answer_entries)
+    server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue))
     bound_host, bound_port = server.address
     print(f"serving {model} at http://{bound_host}:{bound_port} (POST /v1/completions, /tokenize; GET /health, "
           f"/v1/models){'; requests need the API key' if api_key else ''}; Ctrl-C stops", flush=True)  # fmt: skip

@@ -180,26 +180,42 @@ def run_model(work, data: bytes, state) -> bytes:
     return json.dumps(work(body)).encode()
 
 
-def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, log=sys.stderr) -> FastAPI:
+class Gate:
+    """ASGI middleware around the app: the key check (before anything else) and the request's log line."""
+
+    def __init__(self, app, api_key: str | None, log):
+        self.app, self.log = app, log
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.monotonic(), []
+        state = scope.setdefault("state", {})  # request.state: run_model fills in rows and tokens
+        state["rows"] = state["tokens"] = "-"
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if (self.expected is not None and scope["path"] not in OPEN_PATHS
+                and not hmac.compare_digest(given, self.expected)):  # fmt: skip
+            refusal = error_response("this server needs its API key: Authorization: Bearer KEY", 401,
+                                     {"WWW-Authenticate": "Bearer"})  # fmt: skip
+            await refusal(scope, receive, sending)
+        else:
+            await self.app(scope, receive, sending)
+        path = json.dumps(scope["path"][:120])[1:-1]  # escaped: a path cannot forge log lines
+        print(f"{scope['method']} {path} {status[0] if status else '-'} rows={state['rows']} tokens={state['tokens']} "
+              f"{1000 * (time.monotonic() - started):.1f} ms", file=self.log, flush=True)  # fmt: skip
+
+
+def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, log=sys.stderr) -> Gate:
     """The ASGI app: the endpoints of serve.py behind the key check and request log described above."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     worker = ModelWorker(limits.max_queue)
-    expected = f"Bearer {api_key}".encode() if api_key else None
-
-    @app.middleware("http")
-    async def gate(request: Request, call_next):
-        started = time.monotonic()
-        request.state.rows = request.state.tokens = "-"
-        given = request.headers.get("authorization", "").encode()
-        if expected is not None and request.url.path not in OPEN_PATHS and not hmac.compare_digest(given, expected):
-            response = error_response("this server needs its API key: Authorization: Bearer KEY", 401,
-                                      {"WWW-Authenticate": "Bearer"})  # fmt: skip
-        else:
-            response = await call_next(request)
-        path = json.dumps(request.url.path[:120])[1:-1]  # escaped: a path cannot forge log lines
-        print(f"{request.method} {path} {response.status_code} rows={request.state.rows} "
-              f"tokens={request.state.tokens} {1000 * (time.monotonic() - started):.1f} ms", file=log, flush=True)  # fmt: skip
-        return response
 
     @app.exception_handler(HTTPException)
     async def routing_error(request: Request, error: HTTPException) -> Response:  # 404, 405
@@ -239,7 +255,7 @@ def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, 
             answer = await worker.run(run_model, teacher.tokenize, data, request.state)
         return Response(answer, media_type="application/json")
 
-    return app
+    return Gate(app, api_key, log)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -249,11 +265,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class TeacherServer:
-    """`teacher` served on host:port with `limits` and (optionally) an API key; `address` is the bound one."""
+    """`teacher` served on a listening socket (bind()) with `limits` and (optionally) an API key."""
 
-    def __init__(self, teacher: TeacherModel, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+    def __init__(self, teacher: TeacherModel, listening: socket.socket, api_key: str | None = None,
                  limits: ServerLimits = ServerLimits(), log=sys.stderr):  # fmt: skip
-        self.socket = bind(host, port)
+        self.socket = listening
         config = uvicorn.Config(
             build_app(teacher, api_key, limits, log), http=head_deadline_protocol(limits.request_timeout),
             lifespan="off", log_level="error", access_log=False, server_header=False, backlog=BACKLOG,
