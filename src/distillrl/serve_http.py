@@ -12,7 +12,8 @@
   /tokenize caps are TeacherModel's (serve.py).
 - Load: the model's work (parsing the JSON, checking it, the forward pass or tokenisation, encoding the answer)
   runs one request at a time in one worker thread, so the event loop keeps answering. At most `max_queue`
-  requests are in the worker's hands (running or waiting); one more is answered 503 with Retry-After at once.
+  requests are in the worker's hands (running or waiting); one more is answered 503 with Retry-After at once
+  (its body unread, so its connection is closed).
   The listen backlog is 2048; more than MAX_CONNECTIONS open connections get uvicorn's 503.
 - Errors: every refusal is {"error": {"message", "type", "code"}} with a 4xx/5xx status; malformed JSON
   (deeply nested included) and wrong types are 4xx, never a traceback.

@@ -11,8 +11,9 @@ timeout is re-set to what is left before each receive), which httpx's per-phase 
 answer is read one receive at a time, so its size is judged as it streams. One connection per request, so a
 restarted server is simply reconnected to. Requests run `concurrency` at a time; a connection error or a 5xx
 answer is retried with backoff (0.5, 1, 2, 4, 8, 8 ... s) up to `retries` times (each retry is a line on
-stderr); an answer slower than `timeout` (in total, not per read), a 4xx, an answer larger than answer_cap(), or
-one that is not the format above is a ServerError (a UserError that names the URL) at once.
+stderr); an answer slower than `timeout` (in total, not per read), a 4xx, an answer larger than expected (a
+scoring answer: ANSWER_BASE_BYTES + ANSWER_ENTRY_BYTES per log-prob asked, positions x (k + 1); any other:
+ANSWER_BASE_BYTES), or one that is not the format above is a ServerError (a UserError that names the URL) at once.
 
 Key: with `api_key_env`, every request sends `Authorization: Bearer $VARIABLE` (vLLM's `--api-key`, serve-teacher's
 `--api-key`); the key is read from the environment only, never from the config or written to a log.
