@@ -44,6 +44,11 @@ class Served:
              "--request-timeout", str(REQUEST_TIMEOUT), "--max-queue", "4", "--max-logprobs", "400",
              "--max-answer-entries", str(MAX_ANSWER_ENTRIES)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        progress = [self.process.stderr.readline()]  # while the model loads: "loading ...", then "loaded ... in"
+        while not progress[-1].startswith("loaded ") and progress[-1] and len(progress) < 20:
+            progress.append(self.process.stderr.readline())
+        assert progress[0] == f"loading {model} (fp32) onto cpu ...\n", progress
+        assert re.fullmatch(rf"loaded {re.escape(model)} in \d+\.\d s \(\d+ token ids\)\n", progress[-1]), progress
         line = self.process.stdout.readline()
         if "http://" not in line:
             self.process.kill()
