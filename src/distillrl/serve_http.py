@@ -154,7 +154,7 @@ async def read_body(request: Request, limits: ServerLimits) -> bytes:
 
     try:
         await asyncio.wait_for(collect(), limits.request_timeout)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # TimeoutError from 3.11; its own class on 3.10
         raise Refusal(f"the body did not arrive within {limits.request_timeout:g} s (--request-timeout)",
                       HTTPStatus.REQUEST_TIMEOUT, close=True) from None  # fmt: skip
     return b"".join(chunks)
