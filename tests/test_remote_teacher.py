@@ -31,7 +31,8 @@ from distillrl.rollout.hf_generate import generate
 from distillrl.rollout.sequences import Sequences, encode_pairs
 from distillrl.scoring.remote import RemoteTeacher, ServerError
 from distillrl.scoring.teachers import LocalTeacher
-from distillrl.serve import TeacherModel, make_server
+from distillrl.serve import TeacherModel
+from distillrl.serve_http import TeacherServer, bind
 from distillrl.tasks import ArithTask
 from distillrl.trainer import train
 from user_models import save_decoder
@@ -42,11 +43,13 @@ def start_server(model: str, port: int = 0) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, "-m", "distillrl.cli", "serve-teacher", "--model", model,
                                 "--port", str(port), "--device", "cpu"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    line = process.stdout.readline()
-    if "http://" not in line:
+    lines = [process.stdout.readline()]  # loading ..., loaded ... in N s (progress), then serving ... at URL
+    while "http://" not in lines[-1] and lines[-1] and len(lines) < 50:
+        lines.append(process.stdout.readline())
+    if "http://" not in lines[-1]:
         process.kill()
-        raise AssertionError(f"serve-teacher did not start: {line}{process.stdout.read()}")
-    return process, line.split(" at ")[1].split()[0]
+        raise AssertionError(f"serve-teacher did not start: {''.join(lines)}{process.stdout.read()}")
+    return process, lines[-1].split(" at ")[1].split()[0]
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +162,8 @@ def test_an_opd_run_through_the_server_matches_a_local_run_across_a_server_resta
 
 def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
     path = save_decoder(tmp_path / "qwen3", kind="qwen3")
-    server = make_server(TeacherModel(path, "cpu", max_logprobs=5), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    server = TeacherServer(TeacherModel(path, "cpu", max_logprobs=5), bind("127.0.0.1", 0)).start()
+    url = f"http://127.0.0.1:{server.address[1]}"
     try:
         sequences = arith_sequences(4, sampled=False)
         remote = RemoteTeacher(url, timeout=30)
@@ -173,7 +175,7 @@ def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
         assert torch.equal(remote_ids, local_ids)
 
         def post(path_: str, body: bytes, headers: dict | None = None) -> tuple[int, str]:
-            connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+            connection = http.client.HTTPConnection("127.0.0.1", server.address[1], timeout=10)
             connection.request("POST", path_, body=body, headers=headers or {})
             response = connection.getresponse()
             return response.status, json.loads(response.read() or b"{}").get("error", {}).get("message", "")
@@ -192,8 +194,7 @@ def test_serve_teacher_serves_a_user_model_and_refuses_bad_requests(tmp_path):
         assert post("/v1/completions", b"{}", {"Content-Length": str(1 << 30)})[0] == 413
         assert post("/v1/nothing", b"{}")[0] == 404
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 class FakeServer:
@@ -297,6 +298,66 @@ def test_a_broken_server_gives_one_clear_error_in_bounded_time(case):
         fake.close()
 
 
+def every_position(entry: str):
+    """An answer whose every scored position is the raw JSON `entry` (raw: NaN, -Infinity and repeated keys stay)."""
+
+    def answer(request: dict) -> bytes:
+        choices = [f'{{"index": {i}, "prompt_logprobs": [null{(", " + entry) * (len(p) - 1)}]}}'
+                   for i, p in enumerate(request["prompt"])]  # fmt: skip
+        return http_answer(200, f'{{"choices": [{", ".join(choices)}]}}'.encode())
+
+    return answer
+
+
+AT = "choices[0].prompt_logprobs["  # each error names the position
+HOSTILE = {  # a server's answer -> what the one-line error says
+    "probabilities sum above 1": (every_position('{"5": {"logprob": -0.1}, "6": {"logprob": -0.5}, "7": -3}'),
+                                  "the probabilities of its 3 tokens sum to 1.56116, more than 1"),
+    "sum just past the tolerance": (every_position('{"5": -0.6931, "6": -0.6931, "7": -9}'), "sum to 1.00017, more than 1"),
+    "-inf": (every_position('{"5": {"logprob": -Infinity}}'), "token 5: {'logprob': -inf} has no valid logprob"),
+    "NaN": (every_position('{"5": {"logprob": NaN}}'), "token 5: {'logprob': nan} has no valid logprob"),
+    "-1e300": (every_position('{"5": {"logprob": -1e300}}'), "has no valid logprob (a finite number from -3.4e38"),
+    "past float32": (every_position('{"5": {"logprob": -3.5e38}}'), "token 5: {'logprob': -3.5e+38} has no valid"),
+    "1e400 (inf)": (every_position('{"5": {"logprob": -1e400}}'), "token 5: {'logprob': -inf} has no valid logprob"),
+    "positive": (every_position('{"5": {"logprob": 0.5}}'), "token 5: {'logprob': 0.5} has no valid logprob"),
+    "past the tolerance": (every_position('{"5": {"logprob": 0.001}}'), "{'logprob': 0.001} has no valid logprob"),
+    "string logprob": (every_position('{"5": {"logprob": "-0.1"}}'), "{'logprob': '-0.1'} has no valid logprob"),
+    "bool logprob": (every_position('{"5": {"logprob": true}}'), "{'logprob': True} has no valid logprob"),
+    "null logprob": (every_position('{"5": {"logprob": null}}'), "{'logprob': None} has no valid logprob"),
+    "id -1": (every_position('{"-1": -0.1}'), "token id -1 is outside the vocabulary (0..61)"),
+    "id = vocabulary": (every_position('{"62": -0.1}'), "token id 62 is outside the vocabulary (0..61)"),
+    "huge id": (every_position('{"' + "9" * 40 + '": -0.1}'), f"key '{'9' * 40}' is not a token id"),
+    "id with _": (every_position('{"1_0": -0.1}'), "key '1_0' is not a token id"),
+    "id with a space": (every_position('{" 5": -0.1}'), "key ' 5' is not a token id"),
+    "id twice": (every_position('{"5": -1.0, "05": -2.0}'), "token id 5 is listed twice"),
+    "a list": (every_position('[5, -0.1]'), "is [5, -0.1], not a {token_id: {logprob, rank}} mapping"),
+    "oversize (Content-Length)": (http_answer(200, b"{}", length=1 << 30),
+                                  "the answer has 1073741824 bytes (Content-Length), more than the"),
+    "oversize (streamed)": (b"HTTP/1.1 200 X\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                            + b" " * (3 << 20), "the answer has more than 1"),
+    "nested": (http_answer(200, b"[" * 100_000 + b"]" * 100_000), "answered something that is not JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_answer_is_one_line_naming_the_server_and_the_position(case):
+    """Every number and id of an answer is checked before it is trained on: nothing reaches a tensor (no
+    traceback, no device-side assert), and an oversize answer is refused before it is read whole."""
+    answer, message = HOSTILE[case]
+    fake = FakeServer(vllm_like(answer))
+    try:
+        remote = RemoteTeacher(fake.url, timeout=5, retries=0, rows_per_request=1)
+        remote.check(load_tokenizer("zoo:student-base"))
+        assert remote.vocab_size == 62
+        with pytest.raises(ServerError) as error:
+            list(remote.score(arith_sequences(2, sampled=False), torch.arange(2), 3, False, 4, 1024))
+    finally:
+        fake.close()
+    text = str(error.value)
+    assert text.startswith(f"teacher.server {fake.url}: POST /v1/completions") and message in text, text
+    assert (AT in text) == (not case.startswith(("oversize", "nested"))) and "\n" not in text
+
+
 def test_a_server_that_is_down_or_tokenises_differently_is_refused_at_start(tmp_path):
     with socket.socket() as probe:  # a port where nothing listens
         probe.bind(("127.0.0.1", 0))
@@ -317,6 +378,21 @@ def test_a_server_that_is_down_or_tokenises_differently_is_refused_at_start(tmp_
         assert not (tmp_path / "run").exists()
     finally:
         fake.close()
+
+
+def test_an_unset_api_key_variable_is_refused_before_the_run_starts(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISTILLRL_TEST_UNSET_KEY", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"output_dir: {tmp_path / 'run'}\n"
+                      "teacher: {server: 'http://127.0.0.1:9', server_api_key_env: DISTILLRL_TEST_UNSET_KEY}\n")  # fmt: skip
+    with pytest.raises(ServerError, match=r"^teacher.server_api_key_env: the environment variable "
+                                          r"DISTILLRL_TEST_UNSET_KEY is not set \(it should hold the API key of "
+                                          r"http://127.0.0.1:9\)$"):  # fmt: skip
+        train(load_config(config), show_progress=False)
+    assert not (tmp_path / "run").exists()
+    config.write_text("teacher: {server: 'http://127.0.0.1:9', server_api_key_env: 'not a name'}\n")
+    with pytest.raises(ConfigError, match="c.yaml:1: teacher.server_api_key_env"):
+        load_config(config)
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -405,30 +405,36 @@ def serve_teacher(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     max_logprobs: int = typer.Option(20, min=0, help="largest prompt_logprobs a request may ask (vLLM's default: 20)"),
     precision: str = typer.Option("fp32", help="fp32 or bf16 weights (log-probs are computed in float32)"),
+    api_key: str | None = typer.Option(None, envvar="DISTILLRL_API_KEY", show_default=False,
+                                       help="every request but GET /health needs `Authorization: Bearer KEY` "
+                                       "(prefer the variable: an option shows in `ps`)"),  # fmt: skip
+    request_timeout: float = typer.Option(30.0, min=0.1, help="seconds for a request's head, then its body, to "
+                                          "arrive (then the connection is closed)"),  # fmt: skip
+    max_queue: int = typer.Option(16, min=1, help="requests running or waiting for the model at most (503 past it)"),
+    max_answer_entries: int = typer.Option(1 << 19, min=1, help="log-probs in one answer at most (413 past it): "
+                                           "positions x (prompt_logprobs + 1)"),  # fmt: skip
 ) -> None:
     """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
     from distillrl.models.loading import check_model_files
-    from distillrl.serve import TeacherModel, make_server
+    from distillrl.serve import TeacherModel
+    from distillrl.serve_http import ServerLimits, TeacherServer, bind
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {precision}: use fp32 or bf16")
     check_model_files(model)
-    teacher = TeacherModel(model, device, max_logprobs, precision)
-    try:
-        server = make_server(teacher, host, port)
+    try:  # before the model loads: a port in use is said at once
+        listening = bind(host, port)
     except OSError as error:
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({error.strerror})") from None
-    bound_host, bound_port = server.server_address[:2]
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({os.strerror(error.errno)})") from None
+    teacher = TeacherModel(model, device, max_logprobs, precision, max_answer_entries)
+    server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue))
+    bound_host, bound_port = server.address
     print(f"serving {model} at http://{bound_host}:{bound_port} (POST /v1/completions, /tokenize; GET /health, "
-          "/v1/models); Ctrl-C stops", flush=True)  # fmt: skip
-    if bound_host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"note: {bound_host} is reachable from other machines, and the server has no authentication", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+          f"/v1/models){'; requests need the API key' if api_key else ''}; Ctrl-C stops", flush=True)  # fmt: skip
+    if bound_host not in ("127.0.0.1", "::1", "localhost") and not api_key:
+        print(f"note: {bound_host} is reachable from other machines, and without --api-key (or DISTILLRL_API_KEY) "
+              "anyone there can use this server", flush=True)  # fmt: skip
+    server.serve_forever()
 
 
 @teacher_app.command("cache")

@@ -70,6 +70,10 @@ class TeacherConfig(Strict):
                                 "error or a 5xx answer, with backoff 0.5, 1, 2, 4, 8, 8... s")
     server_concurrency: int = Field(4, ge=1, description="server only: requests in flight at once")
     server_rows_per_request: int = Field(8, ge=1, description="server only: sequences scored per request")
+    server_api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="server only: the environment variable holding the "
+        "server's API key (sent as `Authorization: Bearer KEY`); the key itself never goes in a config"
+    )
     cache: str | None = Field(
         None, description="a stored teacher: the directory `distillrl teacher cache` wrote (top-k log-probs of the "
         "dataset's sequences); no teacher is loaded; rollout.source dataset, fidelity topk or sampled"

@@ -44,7 +44,7 @@ RUN_CONFIG_KEYS = {"output_dir", "student", "objective", "optim"}  # what every 
 RESUMABLE_FIELDS = ("optim.steps", "optim.skip_nonfinite_steps", "eval", "checkpoint", "tensorboard", "wandb", "output_dir",
                     "device", "teacher.device", "rollout.engine", "teacher.server", "teacher.server_timeout",
                     "teacher.server_retries", "teacher.server_concurrency",
-                    "teacher.server_rows_per_request")  # where it runs, not what it computes
+                    "teacher.server_rows_per_request", "teacher.server_api_key_env")  # where it runs, not what it computes
 
 
 @dataclass

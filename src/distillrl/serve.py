@@ -1,4 +1,4 @@
-"""`distillrl serve-teacher`: a local HF model behind the part of vLLM's OpenAI-compatible API a teacher needs.
+"""What `distillrl serve-teacher` answers: a local HF model's prompt log-probs, as vLLM's OpenAI-compatible API.
 
     GET  /health          200 when the model is loaded
     GET  /v1/models       {"object": "list", "data": [{"id": MODEL, "max_model_len": N, ...}]}
@@ -8,29 +8,28 @@
 
 Each scored position holds the k most likely tokens (ranks 1..k) and the realised token (with its rank, so k or
 k + 1 entries), exactly as vLLM answers; the log-probs are the model's at temperature 1 (weights in fp32, or
-bf16 with `--precision bf16`; log-softmax in float32). This server
-only scores: the completion text is empty. Requests that are too large or malformed get a 4xx with a message
-({"error": {"message", "type", "code"}}).
-
-Built on the standard library's ThreadingHTTPServer: no dependency, and the model's forward passes run one at a
-time under a lock anyway (the server's throughput is the model's).
+bf16 with `--precision bf16`; log-softmax in float32) over the tokenizer's ids only, as the local teacher scores
+them: a head padded past its tokenizer has rows no token uses, which are never normalised over, ranked or listed
+(`shared_vocab_size`). This server only scores: the completion text is empty. Every problem with a request is a
+BadRequest (a 4xx with a message). The HTTP side (limits, timeouts, the API key) is serve_http.py.
 """
 
 from __future__ import annotations
 
-import json
+import sys
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import torch
 
+from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 
-MAX_REQUEST_BYTES = 16 << 20  # a request body larger than this is refused (413)
 MAX_REQUEST_TOKENS = 1 << 17  # prompt tokens per request at most (413)
+MAX_ANSWER_ENTRIES = 1 << 19  # log-probs in one answer at most (413): ~40 MB of JSON
+MAX_TOKENIZE_CHARS = 1 << 18  # characters of a /tokenize prompt at most (413)
 
 
 class BadRequest(Exception):
@@ -42,24 +41,33 @@ class BadRequest(Exception):
 class TeacherModel:
     """The served model: prompt log-probs of token-id prompts, one forward pass at a time."""
 
-    def __init__(self, path: str, device: str = "auto", max_logprobs: int = 20, precision: str = "fp32"):
+    def __init__(self, path: str, device: str = "auto", max_logprobs: int = 20, precision: str = "fp32",
+                 max_answer_entries: int = MAX_ANSWER_ENTRIES, max_tokenize_chars: int = MAX_TOKENIZE_CHARS,
+                 progress=sys.stderr):  # fmt: skip
         from distillrl.models.loading import load_causal_lm, load_tokenizer
         from distillrl.runtime import frozen_dtype, resolve_device
 
         self.name = path
         self.device = resolve_device(device)
+        started = time.monotonic()
+        print(f"loading {path} ({precision}) onto {self.device} ...", file=progress, flush=True)
         self.model = load_causal_lm(path, dtype=frozen_dtype(precision)).to(self.device).eval()
         self.tokenizer = load_tokenizer(path)
-        self.vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        self.vocab_size = shared_vocab_size(self.tokenizer, [self.model])  # the ids served: no padding row
         self.max_model_len = getattr(self.model.config, "max_position_embeddings", None) or 1 << 20
         self.max_logprobs = max_logprobs
+        self.max_answer_entries = max_answer_entries
+        self.max_tokenize_chars = max_tokenize_chars
         self.decoded = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
         self.lock = threading.Lock()
+        print(f"loaded {path} in {time.monotonic() - started:.1f} s ({self.vocab_size} token ids)", file=progress,
+              flush=True)  # fmt: skip
 
     @torch.no_grad()
     def prompt_logprobs(self, prompts: list[list[int]], k: int) -> list[list[dict | None]]:
         """For each prompt: None, then for each later position j {id: {logprob, rank, decoded_token}} of the top-k
-        tokens and the realised token prompts[i][j]; rank = 1 + the number of tokens more likely."""
+        tokens and the realised token prompts[i][j]; rank = 1 + the number of tokens more likely. The log-probs are
+        log_softmax over ids [0, vocab_size) (the tokenizer's; padding rows of the head are dropped before it)."""
         width = max(len(p) for p in prompts)
         input_ids = torch.zeros(len(prompts), width, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
@@ -70,7 +78,7 @@ class TeacherModel:
         scored[torch.arange(len(prompts)), width - torch.tensor([len(p) for p in prompts])] = 0  # first token
         input_ids, attention_mask, scored = (t.to(self.device) for t in (input_ids, attention_mask, scored))
         with self.lock:
-            logits = completion_logits(self.model, input_ids, attention_mask, scored)
+            logits = completion_logits(self.model, input_ids, attention_mask, scored, vocab_size=self.vocab_size)
             targets = input_ids[:, 1:][scored[:, 1:].bool()]
             chunk = default_chunk_size(self.vocab_size)
             realised, ranks, top_ids, top_values = [], [], [], []
@@ -104,7 +112,7 @@ class TeacherModel:
         """The answer to a /v1/completions request (validated here: every problem is a BadRequest)."""
         model = body.get("model")
         if model is not None and model != self.name:
-            raise BadRequest(f"model {model!r} is not served here (serving {self.name!r})", HTTPStatus.NOT_FOUND)
+            raise BadRequest(f"model {str(model)[:80]!r} is not served here (serving {self.name!r})", HTTPStatus.NOT_FOUND)
         prompts = body.get("prompt")
         if isinstance(prompts, list) and prompts and all(isinstance(t, int) and not isinstance(t, bool) for t in prompts):
             prompts = [prompts]
@@ -121,16 +129,20 @@ class TeacherModel:
             if len(prompt) > self.max_model_len:
                 raise BadRequest(f"prompt[{index}]: {len(prompt)} tokens, longer than the model's context "
                                  f"({self.max_model_len})")  # fmt: skip
+            if len(prompt) < 2:
+                raise BadRequest(f"prompt[{index}]: 1 token; a prompt needs 2 or more (the first has no log-prob)")
             bad = next((t for t in prompt if not 0 <= t < self.vocab_size), None)
             if bad is not None:
                 raise BadRequest(f"prompt[{index}]: token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})")
         k = body.get("prompt_logprobs")
-        if k is None or isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= self.max_logprobs:
-            raise BadRequest(f"prompt_logprobs: expected an integer from 0 to {self.max_logprobs} (--max-logprobs), "
-                             f"got {k!r}; this server only scores prompts")  # fmt: skip
+        most = min(self.max_logprobs, self.vocab_size)
+        if k is None or isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= most:
+            raise BadRequest(f"prompt_logprobs: expected an integer from 0 to {most} (--max-logprobs), "
+                             f"got {str(k)[:40]}; this server only scores prompts")  # fmt: skip
         max_tokens = body.get("max_tokens", 1)
-        if max_tokens not in (0, 1) or isinstance(max_tokens, bool):
-            raise BadRequest(f"max_tokens: this server only scores prompts; use 1 (got {max_tokens!r})")
+        if isinstance(max_tokens, bool) or max_tokens not in (0, 1):
+            raise BadRequest(f"max_tokens: this server only scores prompts; use 1 (got {str(max_tokens)[:40]})")
+        self.check_answer_size(prompts, k)
         scored = self.prompt_logprobs(prompts, k)
         choices = [{"index": i, "text": "", "logprobs": None, "finish_reason": "length", "prompt_logprobs": entries}
                    for i, entries in enumerate(scored)]  # fmt: skip
@@ -138,10 +150,25 @@ class TeacherModel:
                 "model": self.name, "choices": choices,
                 "usage": {"prompt_tokens": total, "completion_tokens": 0, "total_tokens": total}}  # fmt: skip
 
+    def check_answer_size(self, prompts: list[list[int]], k: int) -> None:
+        """Refuse (413), before any forward pass, a request whose answer would hold more than max_answer_entries
+        log-probs: sum over prompts of (len - 1) scored positions x (k + 1) entries each, at most."""
+        entries = sum(len(p) - 1 for p in prompts) * (k + 1)
+        if entries > self.max_answer_entries:
+            fit = self.max_answer_entries // ((max(len(p) for p in prompts) - 1) * (k + 1))
+            advice = (f"send at most {fit} rows of up to {max(len(p) for p in prompts)} tokens per request "
+                      "(teacher.server_rows_per_request)" if fit else "ask fewer prompt_logprobs")  # fmt: skip
+            raise BadRequest(f"the answer would hold {entries} log-probs ({len(prompts)} rows x positions x up to "
+                             f"{k + 1}), more than {self.max_answer_entries} (--max-answer-entries); {advice}",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
+
     def tokenize(self, body: dict) -> dict:
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
             raise BadRequest("prompt: expected a string")
+        if len(prompt) > self.max_tokenize_chars:
+            raise BadRequest(f"prompt: {len(prompt)} characters, more than {self.max_tokenize_chars} for /tokenize",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
         add_special = body.get("add_special_tokens", True)
         if not isinstance(add_special, bool):
             raise BadRequest("add_special_tokens: expected true or false")
@@ -151,62 +178,3 @@ class TeacherModel:
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.name, "object": "model", "owned_by": "distillrl",
                                             "max_model_len": self.max_model_len}]}  # fmt: skip
-
-
-def handler_for(teacher: TeacherModel) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "distillrl-serve-teacher"
-
-        def log_message(self, format, *args):  # quiet: one line per request would flood a training log
-            pass
-
-        def answer(self, status: HTTPStatus, payload: dict | None) -> None:
-            data = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def refuse(self, message: str, status: HTTPStatus) -> None:
-            self.answer(status, {"error": {"message": message, "type": status.phrase.replace(" ", ""), "code": status}})
-
-        def do_GET(self):
-            if self.path == "/health":
-                self.answer(HTTPStatus.OK, None)
-            elif self.path == "/v1/models":
-                self.answer(HTTPStatus.OK, teacher.models())
-            elif self.path in ("/v1/completions", "/tokenize"):
-                self.refuse(f"{self.path} takes POST", HTTPStatus.METHOD_NOT_ALLOWED)
-            else:
-                self.refuse(f"no endpoint {self.path}", HTTPStatus.NOT_FOUND)
-
-        def do_POST(self):
-            routes = {"/v1/completions": teacher.completions, "/tokenize": teacher.tokenize}
-            if self.path not in routes:
-                return self.refuse(f"no endpoint {self.path} for POST", HTTPStatus.NOT_FOUND)
-            try:
-                length = self.headers.get("Content-Length")
-                if length is None or not length.isdigit():
-                    raise BadRequest("a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED)
-                if int(length) > MAX_REQUEST_BYTES:
-                    self.close_connection = True
-                    raise BadRequest(f"the request has {int(length)} bytes, more than {MAX_REQUEST_BYTES}",
-                                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # fmt: skip
-                try:
-                    body = json.loads(self.rfile.read(int(length)))
-                except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                    raise BadRequest(f"the body is not valid JSON ({error})") from None
-                if not isinstance(body, dict):
-                    raise BadRequest("the body must be a JSON object")
-                self.answer(HTTPStatus.OK, routes[self.path](body))
-            except BadRequest as error:
-                self.refuse(str(error), error.status)
-
-    return Handler
-
-
-def make_server(teacher: TeacherModel, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), handler_for(teacher))
-    server.daemon_threads = True
-    return server

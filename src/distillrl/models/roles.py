@@ -111,7 +111,8 @@ def teacher_backend(config, index: int) -> TeacherScorer:
     top_ks = [leaf.top_k for leaf in config.objective.leaves() if leaf.resolved_fidelity == "topk"]
     if teacher.backend == "server":
         backend = RemoteTeacher(teacher.server, teacher.server_timeout, teacher.server_retries,
-                                teacher.server_concurrency, teacher.server_rows_per_request, f"{field}.server")  # fmt: skip
+                                teacher.server_concurrency, teacher.server_rows_per_request, f"{field}.server",
+                                teacher.server_api_key_env, model_config(config.student.path).vocab_size)  # fmt: skip
         backend.check(tokenizer, teacher.path)
         return backend
     backend = StoredTeacher(teacher.cache, f"{field}.cache")

@@ -6,17 +6,30 @@ Each request scores a few finished sequences: `POST /v1/completions` with `promp
 `{token_id: {logprob, rank, ...}}` holding the k most likely tokens and the realised one (k or k + 1 entries).
 That is what `vllm serve MODEL` serves, and what `distillrl serve-teacher` (distillrl/serve.py) serves.
 
-Transport: the standard library's http.client (no dependency: httpx or requests would add one for no gain here;
-one connection per request, so a restarted server is simply reconnected to). Requests run `concurrency` at a time;
-a connection error or a 5xx answer is retried with backoff (0.5, 1, 2, 4, 8, 8 ... s) up to `retries` times (each
-retry is a line on stderr); an answer slower than `timeout` (in total, not per read), a 4xx, or an answer that is
-not the format above is a ServerError (a UserError that names the URL) at once.
+Transport: the standard library's http.client, kept over httpx: the deadline is for the whole answer (the socket's
+timeout is re-set to what is left before each receive), which httpx's per-phase timeouts do not give, and the
+answer is read one receive at a time, so its size is judged as it streams. One connection per request, so a
+restarted server is simply reconnected to. Requests run `concurrency` at a time; a connection error or a 5xx
+answer is retried with backoff (0.5, 1, 2, 4, 8, 8 ... s) up to `retries` times (each retry is a line on
+stderr); an answer slower than `timeout` (in total, not per read), a 4xx, an answer larger than expected (a
+scoring answer: ANSWER_BASE_BYTES + ANSWER_ENTRY_BYTES per log-prob asked, positions x (k + 1); any other:
+ANSWER_BASE_BYTES), or one that is not the format above is a ServerError (a UserError that names the URL) at once.
+
+Key: with `api_key_env`, every request sends `Authorization: Bearer $VARIABLE` (vLLM's `--api-key`, serve-teacher's
+`--api-key`); the key is read from the environment only, never from the config or written to a log.
+
+Every number of an answer is checked before it is used (parse_position): a log-prob is finite, within float32
+(|x| <= 3.4e38) and <= 1e-4 (then clipped to 0); the probabilities listed at one position sum to <= 1 + 1e-4;
+a token id is a decimal integer in [0, vocab_size), listed once.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import math
+import os
+import re
 import socket
 import sys
 import time
@@ -35,6 +48,11 @@ from distillrl.scoring.topk import tail_from_topk
 
 TOKENIZER_PROBE = "Teacher check: 3+(4*2)=11, [1, 2] sorted; ünïcödé ✓ 日本語\n\tend."
 MAX_BACKOFF = 8.0  # seconds between two tries at most
+ANSWER_BASE_BYTES = 1 << 20  # an answer may hold this many bytes, plus ANSWER_ENTRY_BYTES per log-prob asked
+ANSWER_ENTRY_BYTES = 512  # vLLM's entries take ~90 bytes ({"17": {"logprob": ..., "rank": ..., "decoded_token": ...}})
+LOGPROB_TOLERANCE = 1e-4  # a log-prob up to this above 0, and probabilities summing up to 1 + this, are rounding
+FLOAT32_MAX = 3.4e38
+TOKEN_ID = re.compile(r"-?[0-9]{1,18}")
 
 
 class ServerError(UserError):
@@ -54,6 +72,8 @@ class RemoteTeacher:
     concurrency: int = 4
     rows_per_request: int = 8
     field: str = "teacher.server"  # the config field named in errors
+    api_key_env: str | None = None  # the environment variable that holds the server's API key
+    vocab_size: int | None = None  # ids a server may name: [0, vocab_size) (the student's; `check` bounds it)
     model: str | None = None  # the served model's id (from /v1/models at `check`)
 
     def __post_init__(self):
@@ -61,25 +81,35 @@ class RemoteTeacher:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ServerError(f"{self.field}: {self.url!r} is not an http(s)://HOST[:PORT] URL")
         self.base_path = parts.path.rstrip("/")
+        self.headers = {}
+        if self.api_key_env is not None:
+            key = os.environ.get(self.api_key_env, "")
+            if not key:
+                raise ServerError(f"{self.field}_api_key_env: the environment variable {self.api_key_env} is not set "
+                                  f"(it should hold the API key of {self.url})")  # fmt: skip
+            self.headers["Authorization"] = f"Bearer {key}"
 
     def where(self) -> str:
         return f"{self.field} {self.url}"
 
     # --- one HTTP exchange -------------------------------------------------------------------------------------
-    def _exchange(self, method: str, path: str, body: dict | None) -> tuple[int, bytes]:
-        """(status, body bytes) of one request; the whole answer must arrive within `timeout` seconds."""
+    def _exchange(self, method: str, path: str, body: dict | None, cap: int) -> tuple[int, bytes]:
+        """(status, body bytes) of one request; the whole answer must arrive within `timeout` seconds, and hold
+        at most `cap` bytes (a ServerError as soon as its Content-Length or what has arrived says more)."""
         parts = urlsplit(self.url)
         connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         deadline = time.monotonic() + self.timeout
         connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
         try:
             payload = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            headers = self.headers | ({"Content-Type": "application/json"} if payload is not None else {})
             connection.request(method, self.base_path + path, body=payload, headers=headers)
             sock = connection.sock  # kept: getresponse hands a closing connection's socket to the response
             sock.settimeout(max(deadline - time.monotonic(), 1e-3))
             response = connection.getresponse()
-            chunks = []
+            if response.length is not None and response.length > cap:
+                raise self._too_large(method, path, f"{response.length} bytes (Content-Length)", cap)
+            chunks, size = [], 0
             while True:  # read1: one receive at a time, so a trickling answer still meets the deadline
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -88,6 +118,9 @@ class RemoteTeacher:
                 chunk = response.read1(1 << 16)
                 if not chunk:
                     break
+                size += len(chunk)
+                if size > cap:
+                    raise self._too_large(method, path, f"more than {size} bytes", cap)
                 chunks.append(chunk)
             if response.length:  # the server promised more than it sent
                 raise http.client.IncompleteRead(b"".join(chunks), response.length)
@@ -95,8 +128,13 @@ class RemoteTeacher:
         finally:
             connection.close()
 
-    def request(self, method: str, path: str, body: dict | None = None) -> object:
-        """The JSON answer of `method path` (with retries); a ServerError naming the URL when there is none."""
+    def _too_large(self, method: str, path: str, size: str, cap: int) -> ServerError:
+        return ServerError(f"{self.where()}: {method} {path}: the answer has {size}, more than the {cap} expected "
+                           "for what was asked; is this a vLLM-compatible server?")  # fmt: skip
+
+    def request(self, method: str, path: str, body: dict | None = None, cap: int = ANSWER_BASE_BYTES) -> object:
+        """The JSON answer of `method path` (with retries; at most `cap` bytes); a ServerError naming the URL
+        when there is none."""
         started = time.monotonic()
         last = None
         for attempt in range(self.retries + 1):
@@ -105,7 +143,7 @@ class RemoteTeacher:
                       f"{backoff_seconds(attempt - 1):g} s", file=sys.stderr, flush=True)  # fmt: skip
                 time.sleep(backoff_seconds(attempt - 1))
             try:
-                status, data = self._exchange(method, path, body)
+                status, data = self._exchange(method, path, body, cap)
             except (TimeoutError, socket.timeout):
                 raise ServerError(f"{self.where()}: {method} {path} got no complete answer within "
                                   f"{self.field}_timeout ({self.timeout:g} s)") from None  # fmt: skip
@@ -119,13 +157,18 @@ class RemoteTeacher:
             if status >= 500:
                 last = f"HTTP {status}: {text[:200]}"
                 continue
+            if status in (401, 403):
+                advice = (f"is the key in ${self.api_key_env} ({self.field}_api_key_env) the server's?" if self.api_key_env
+                          else f"set {self.field}_api_key_env to the name of an environment variable that holds its "
+                          "API key")  # fmt: skip
+                raise ServerError(f"{self.where()}: {method} {path} was refused (HTTP {status}: {text[:120]}); {advice}")
             if status >= 400:
                 raise ServerError(f"{self.where()}: {method} {path} was refused (HTTP {status}: {text[:300]})")
             if path == "/health":
                 return None
             try:
                 return json.loads(text)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise ServerError(f"{self.where()}: {method} {path} answered something that is not JSON: "
                                   f"{text[:80]!r}") from None  # fmt: skip
         raise ServerError(f"{self.where()}: {method} {path} failed {self.retries + 1} times over "
@@ -135,7 +178,9 @@ class RemoteTeacher:
     # --- readiness and the tokenizer check -----------------------------------------------------------------------
     def check(self, tokenizer, preferred_model: str | None = None) -> None:
         """The server is up (`/health`), serves a model (`/v1/models`; `preferred_model` when it is one of them, else
-        the first) and tokenises a probe string exactly as the student's tokenizer does (`/tokenize`)."""
+        the first) and tokenises a probe string exactly as the student's tokenizer does (`/tokenize`). The ids it
+        may name are bounded by the tokenizer's length (and `vocab_size` when given)."""
+        self.vocab_size = min(len(tokenizer), self.vocab_size or len(tokenizer))
         self.request("GET", "/health")
         models = self.request("GET", "/v1/models")
         listed = models.get("data", []) if isinstance(models, dict) else []
@@ -158,7 +203,8 @@ class RemoteTeacher:
         body = {"prompt": token_rows, "max_tokens": 1, "prompt_logprobs": k}
         if self.model is not None:
             body["model"] = self.model
-        answer = self.request("POST", "/v1/completions", body)
+        asked = sum(len(row) for row in token_rows) * (k + 1)
+        answer = self.request("POST", "/v1/completions", body, ANSWER_BASE_BYTES + ANSWER_ENTRY_BYTES * asked)
         choices = answer.get("choices") if isinstance(answer, dict) else None
         if not isinstance(choices, list) or len(choices) != len(token_rows):
             raise ServerError(f"{self.where()}: POST /v1/completions: expected {len(token_rows)} choices, got "
@@ -185,7 +231,7 @@ class RemoteTeacher:
         for row, ((ids, positions), entries) in enumerate(zip(rows, answers)):
             for j in positions:
                 where = f"{self.where()}: POST /v1/completions: choices[{row}].prompt_logprobs[{j}]"
-                parsed = parse_position(entries[j], where)
+                parsed = parse_position(entries[j], where, self.vocab_size)
                 if ids[j] not in parsed:
                     raise ServerError(f"{where} has no entry for the realised token {ids[j]}")
                 realised.append(parsed[ids[j]])
@@ -226,18 +272,28 @@ class RemoteTeacher:
         yield mask, signals
 
 
-def parse_position(entry: object, where: str) -> dict[int, float]:
-    """{token id: log-prob} of one `prompt_logprobs` entry ({"17": {"logprob": -0.1, "rank": 1, ...}, ...})."""
+def parse_position(entry: object, where: str, vocab_size: int) -> dict[int, float]:
+    """{token id: log-prob} of one `prompt_logprobs` entry ({"17": {"logprob": -0.1, "rank": 1, ...}, ...}),
+    checked: each id a decimal integer in [0, vocab_size), listed once; each log-prob a finite number with
+    |x| <= 3.4e38 (float32's range) and x <= 1e-4 (clipped to 0); sum of exp(log-prob) <= 1 + 1e-4."""
     if not isinstance(entry, dict) or not entry:
         raise ServerError(f"{where} is {str(entry)[:60]}, not a {{token_id: {{logprob, rank}}}} mapping")
     parsed = {}
     for key, value in entry.items():
         logprob = value.get("logprob") if isinstance(value, dict) else value
-        try:
-            token = int(key)
-        except (TypeError, ValueError):
-            raise ServerError(f"{where}: key {key!r} is not a token id") from None
-        if isinstance(logprob, bool) or not isinstance(logprob, (int, float)) or logprob != logprob or logprob > 1e-4:
-            raise ServerError(f"{where}: token {key}: {str(value)[:60]} has no valid logprob (a number <= 0)")
+        if not TOKEN_ID.fullmatch(key):
+            raise ServerError(f"{where}: key {key[:40]!r} is not a token id")
+        token = int(key)
+        if not 0 <= token < vocab_size:
+            raise ServerError(f"{where}: token id {token} is outside the vocabulary (0..{vocab_size - 1})")
+        if token in parsed:
+            raise ServerError(f"{where}: token id {token} is listed twice")
+        if (isinstance(logprob, bool) or not isinstance(logprob, (int, float))
+                or not -FLOAT32_MAX <= logprob <= LOGPROB_TOLERANCE):  # NaN and +-inf fail the comparison  # fmt: skip
+            raise ServerError(f"{where}: token {key}: {str(value)[:60]} has no valid logprob (a finite number from "
+                              f"-3.4e38 to 0)")  # fmt: skip
         parsed[token] = float(min(logprob, 0.0))
+    total = math.fsum(math.exp(value) for value in parsed.values())
+    if total > 1 + LOGPROB_TOLERANCE:
+        raise ServerError(f"{where}: the probabilities of its {len(parsed)} tokens sum to {total:.6g}, more than 1")
     return parsed
