@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import stat
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from distillrl.cli import app
 from distillrl.config import ConfigError, load_config
+from distillrl.files import current_umask
 from distillrl.models.loading import load_causal_lm, resolve_model_path
 from distillrl.report.metrics import read_metrics
 from distillrl.scoring.cache import CacheError
@@ -49,6 +51,8 @@ def test_the_cache_command_reports_its_size_per_token(cached):
     # per token: k int32 ids, k + 1 float32 log-probs, the realised token's float32 log-prob = 8k + 8 bytes
     assert 8 * TOP_K + 8 <= manifest["bytes_per_token"] < 8 * TOP_K + 8 + 2
     assert f"{manifest['bytes_per_token']:.1f} bytes per token at k={TOP_K}" in output
+    umask = current_umask()
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in (root / "cache").iterdir()} == {oct(0o666 & ~umask)}
 
 
 def forward_kl_config(root, name: str, data, **teacher):

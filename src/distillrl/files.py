@@ -68,11 +68,11 @@ def write_failure(path: Path, error: Exception, kept: str = "") -> UserError:
     return UserError(f"cannot write {path} ({reason}; {free_space(path)})" + (f"; {kept}" if kept else ""))
 
 
-def apply_umask(folder: Path) -> None:
-    """Give `folder` and everything under it the mode that creating it with the umask gives: 0777 & ~umask for
-    directories, 0666 & ~umask for files (the execute bits of a file are kept where the umask allows them)."""
+def apply_umask(written: Path) -> None:
+    """Give a written file, or a folder and everything under it, the mode that creating it with the umask gives:
+    0777 & ~umask for directories, 0666 & ~umask for files (a file's execute bits are kept where the umask allows)."""
     mask = current_umask()
-    for path in [folder, *folder.rglob("*")]:
+    for path in [written, *written.rglob("*")] if written.is_dir() else [written]:
         if path.is_symlink():
             continue
         if path.is_dir():

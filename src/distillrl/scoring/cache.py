@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from distillrl.errors import UserError
-from distillrl.files import write_text_atomic
+from distillrl.files import apply_umask, write_text_atomic
 from distillrl.rollout.sequences import Sequences
 from distillrl.scoring.teachers import TeacherSignals, real_token_rows
 from distillrl.scoring.topk import narrow_topk
@@ -106,6 +106,7 @@ def write_teacher_cache(teacher_path: str, data_path: str, top_k: int, out: str 
         name = f"shard-{len(shards):05d}.safetensors"
         temporary = out / f".tmp-{name}-{os.getpid()}"
         save_file(tensors, str(temporary))
+        apply_umask(temporary)  # safetensors writes 0600
         os.replace(temporary, out / name)
         shards.append(name)
         total_tokens += len(tensors["token_logprobs"])
