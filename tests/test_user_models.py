@@ -18,6 +18,7 @@ from distillrl import runtime
 from distillrl.cli import app
 from distillrl.config import TaskConfig, TrainConfig
 from distillrl.errors import UserError
+from distillrl.models.export import export_model
 from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
 from distillrl.models.vocabulary import check_same_vocabulary, vocabulary_difference
 from distillrl.report.metrics import read_metrics
@@ -29,7 +30,7 @@ from distillrl.tasks import build_task
 from distillrl.tasks.base import Problem, exact_match_reward
 from distillrl.tasks.rewards import AnswerVerifier, DataWarning, RewardError
 from distillrl.trainer import train
-from user_models import CORPUS, bpe_tokenizer, save_user_model, user_model
+from user_models import CORPUS, bpe_tokenizer, save_model, save_user_model, user_model
 
 PROMPTS = ["What is 12 plus 30?", "What is the capital of France?", "Half of seven is?", "Simplify x+1.",
            "Compute 7 times 6.", "Let us think step by step.", "Numbers: 0 1 2 3", "The quick brown fox"]  # fmt: skip
@@ -320,6 +321,42 @@ def test_lora_on_lm_head_trains_loads_elsewhere_and_exports_merged(models_dir, t
         assert (merged(**ids).logits - forward).abs().max() < 1e-5
     refused = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m2")])
     assert refused.exit_code == 2 and "pass --merge" in refused.stderr
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_merged_lm_head_adapter_computes_base_plus_adapter_on_a_tied_student(tmp_path, tied):
+    """Qwen3-0.6B ties lm_head to embed_tokens: a LoRA on lm_head trains without moving the input embeddings, and
+    its merged export is untied (own head, tie_word_embeddings false) with the adapter's logits to 1e-5 (merged
+    into the shared matrix they were off by about 3.5 here, the embeddings by 0.2)."""
+    from distillrl.config import LoraSettings
+    from distillrl.models.student import load_student
+
+    model, tokenizer = user_model("qwen3", seed=3)
+    model.config.tie_word_embeddings = tied
+    model = AutoModelForCausalLM.from_config(model.config)
+    base = save_model(tmp_path / "base", model, tokenizer)
+    embeddings = model.get_input_embeddings().weight.detach().clone()
+    lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "lm_head"])
+    student = load_student(base, lora)
+    torch.manual_seed(0)
+    for name, parameter in student.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.1)
+    ids = tokenizer(PROMPTS[:3], return_tensors="pt", padding=True)
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1.0)
+    student(**ids, labels=ids["input_ids"]).loss.backward()
+    optimizer.step()  # a training step: the head's adapter moves, the (tied) input embeddings do not
+    assert torch.equal(student.get_input_embeddings().weight, embeddings)
+    student.eval()
+    with torch.no_grad():
+        adapted = student(**ids).logits
+    student.save_pretrained(tmp_path / "adapter")
+    export_model(str(tmp_path / "adapter"), tmp_path / "merged", merge=True)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["tie_word_embeddings"] is False
+    assert torch.equal(merged.get_input_embeddings().weight, embeddings)
+    with torch.no_grad():
+        assert (merged(**ids).logits - adapted).abs().max() < 1e-5
 
 
 # --- generation settings -------------------------------------------------------------------------------------------
