@@ -5,7 +5,9 @@ sampling truncation, eval options and wandb."""
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -87,14 +89,87 @@ def config(models_dir, out: Path, **sections) -> TrainConfig:
 def test_tokenizers_are_compared_by_content_not_size(models_dir):
     student, teacher, other = (load_tokenizer(models_dir[k]) for k in ("student", "teacher", "other"))
     assert len(other) == len(student) and other.get_vocab() == student.get_vocab()  # same size, same token list
-    assert vocabulary_difference(teacher, student) is None
-    assert "other merges" in vocabulary_difference(other, student)
+    assert vocabulary_difference(teacher, student, "teacher.path") is None
+    assert "other merges: merge 0 is" in vocabulary_difference(other, student, "teacher.path")
     assert other("then")["input_ids"] != student("then")["input_ids"]  # t+he+n vs th+en
     another_corpus = bpe_tokenizer(corpus=CORPUS[::-1])
-    assert len(another_corpus) == len(student) and "other tokens" in vocabulary_difference(another_corpus, student)
+    assert len(another_corpus) == len(student)
+    assert vocabulary_difference(another_corpus, student, "t") == "id 259 is 'eh' in t and 'he' in the student (320 vs 320 tokens)"
     check_same_vocabulary(models_dir["student"], models_dir["teacher"], "teacher.path")  # padded: allowed
     with pytest.raises(ModelLoadError, match="teacher.path .* other merges"):
         check_same_vocabulary(models_dir["student"], models_dir["other"], "teacher.path")
+
+
+def base_tokenizer(pad: bool = True):
+    """The user tokenizer as a base model has it: the same ids, EOS `<|endoftext|>` (the instruct one's is
+    `<|im_end|>`), optionally no pad token."""
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"
+    if not pad:
+        tokenizer.pad_token = None
+    return tokenizer
+
+
+def edited_tokenizer(edit) -> object:
+    """The user tokenizer with `edit(state)` applied to its tokenizer.json."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    state = json.loads(bpe_tokenizer().backend_tokenizer.to_str())
+    edit(state)
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(state)), eos_token="<|im_end|>")
+
+
+def swap_a_and_b(state):
+    vocab = state["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+
+
+def another_first_merge(state):
+    state["model"]["merges"] = state["model"]["merges"][::-1]
+
+
+def lower_case(state):
+    state["normalizer"] = {"type": "Lowercase"}
+
+
+def added_in_another_order(tokens):
+    tokenizer = bpe_tokenizer()
+    tokenizer.add_tokens(tokens)
+    return tokenizer
+
+
+def test_which_token_is_eos_or_pad_is_not_a_vocabulary_difference():
+    instruct = bpe_tokenizer()
+    for student in (base_tokenizer(), base_tokenizer(pad=False)):
+        assert student.eos_token == "<|endoftext|>" and instruct.eos_token == "<|im_end|>"
+        assert vocabulary_difference(instruct, student, "teacher.path") is None
+    no_pad = bpe_tokenizer()
+    no_pad.pad_token = None
+    assert vocabulary_difference(instruct, no_pad, "teacher.path") is None
+
+
+@pytest.mark.parametrize("teacher, student, message", [
+    (lambda: edited_tokenizer(swap_a_and_b), bpe_tokenizer, "id 67 is 'b' in teacher.path and 'a' in the student"),
+    (lambda: edited_tokenizer(another_first_merge), bpe_tokenizer,
+     "other merges: merge 0 is 'a z' in teacher.path and 'h e' in the student"),
+    (lambda: added_in_another_order(["<tool>", "<think>"]), lambda: added_in_another_order(["<think>", "<tool>"]),
+     "id 320 is '<tool>' in teacher.path and '<think>' in the student"),
+    (lambda: added_in_another_order(["<tool>"]), bpe_tokenizer, "id 320 is '<tool>' in teacher.path and no token in"),
+    (lambda: edited_tokenizer(lower_case), bpe_tokenizer, "another normalizer \\(Lowercase in teacher.path, none in"),
+])  # fmt: skip
+def test_a_real_tokenizer_difference_is_refused_naming_the_token(teacher, student, message):
+    assert re.search(message, vocabulary_difference(teacher(), student(), "teacher.path"))
+
+
+def test_a_base_student_and_an_instruct_teacher_of_one_tokenizer_train(models_dir, tmp_path):
+    """Qwen3-8B-Base <- Qwen3-32B: the student stops at `<|endoftext|>` and has no pad token, the teacher stops at
+    `<|im_end|>`; the vocabulary check passes and the default objective trains."""
+    student = save_model(tmp_path / "base", user_model("qwen3", seed=1)[0], base_tokenizer(pad=False))
+    check_same_vocabulary(student, models_dir["teacher"], "teacher.path")
+    summary = train(config(models_dir, tmp_path / "run", student={"path": student}, optim={"steps": 1}),
+                    show_progress=False)  # fmt: skip
+    assert summary["after"]["step"] == 1 and math.isfinite(summary["after"]["eval/reverse_kl"])
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "inspect"])
