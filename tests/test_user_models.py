@@ -79,7 +79,7 @@ def config(models_dir, out: Path, **sections) -> TrainConfig:
         "checkpoint": {"every": 0},
     }  # fmt: skip
     for name, values in sections.items():
-        data[name] = {**data[name], **values} if isinstance(data.get(name), dict) else values
+        data[name] = {**data[name], **values} if isinstance(data.get(name), dict) and values is not None else values
     return TrainConfig.model_validate(data)
 
 
@@ -327,6 +327,42 @@ def test_a_custom_reward_is_called_with_prompt_completion_and_row(tmp_path, monk
     for spec, message in errors.items():
         with pytest.raises(RewardError, match=f"task.reward: .*{message}"):
             build_task(TaskConfig(name="prompts", train_path=str(data), reward=spec))
+
+
+def test_groups_with_signal_counts_the_groups_of_unequal_rewards():
+    from distillrl.objectives.policy_gradient import group_advantages, groups_with_signal
+
+    rewards, groups = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5]), torch.tensor([4, 4, 7, 7, 9, 9])
+    assert groups_with_signal(rewards, groups) == 1  # group 7 only
+    assert group_advantages(rewards, groups)[[0, 1, 4, 5]].abs().max() == 0
+    assert groups_with_signal(torch.zeros(6), groups) == 0
+
+
+FLAT_REWARDS = """
+def constant(prompt, completion, row):
+    return 1.0
+
+def length(prompt, completion, row):
+    return float(len(completion))
+"""
+
+
+@pytest.mark.parametrize("reward", ["constant", "length"])
+def test_grpo_warns_once_when_every_group_has_equal_rewards(models_dir, tmp_path, capsys, reward):
+    """A reward that never varies within a group: advantages, loss and gradient are 0 at every step, and one
+    warning line says so; a reward that varies trains without it."""
+    (tmp_path / "flat_rewards.py").write_text(FLAT_REWARDS)
+    run = config(models_dir, tmp_path / "run", teacher=None, objective={"name": "grpo"}, optim={"steps": 2},
+                 task={"reward": f"{tmp_path / 'flat_rewards.py'}:{reward}"})  # fmt: skip
+    train(run, show_progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "every group has equal rewards" in line]
+    records = [r for r in read_metrics(tmp_path / "run") if "train/loss" in r]
+    if reward == "constant":
+        assert len(warnings) == 1 and warnings[0].startswith("warning: step 1: ") and "mean reward 1.000" in warnings[0]
+        assert "policy gradient is zero" in warnings[0] and "task.answer_format" in warnings[0]
+        assert [(r["train/loss"], r["train/grad_norm"]) for r in records] == [(0.0, 0.0), (0.0, 0.0)]
+    else:
+        assert warnings == [] and all(r["train/grad_norm"] > 0 for r in records)
 
 
 # --- precision -----------------------------------------------------------------------------------------------------

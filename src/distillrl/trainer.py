@@ -45,6 +45,7 @@ from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.tasks.rewards import check_task_answers
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
+from distillrl.report.flat_rewards import FlatRewardsWarning
 from distillrl.report.metrics import MetricsLog, wandb_module
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.chat import check_teacher_template
@@ -373,6 +374,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
         transient=False,
     )  # fmt: skip
     last_eval = next((r for r in reversed(log.records()) if "eval/accuracy_greedy" in r), {}) if log else {}
+    flat_rewards = FlatRewardsWarning(objective, console, world)
     with progress:
         bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
         student.train()
@@ -388,6 +390,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                                         rows_per_pass=-(-len(sequences) // optim.grad_accum),
                                         chunk_size=chunk_size)  # fmt: skip
             phases.mark("score")
+            flat_rewards.check(step, signals)
             metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
             metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
             learning_rate = scheduler.get_last_lr()[0]
