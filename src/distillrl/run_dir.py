@@ -29,7 +29,7 @@ from distillrl.config import TrainConfig, load_config
 from distillrl.distributed import World
 from distillrl.errors import UserError
 from distillrl.files import TEMPORARY_PREFIX
-from distillrl.report.metrics import read_metrics
+from distillrl.report.metrics import read_metrics, read_teacher_evals
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"
@@ -102,6 +102,8 @@ def resume_point(path: Path, config: TrainConfig) -> ResumePoint | None:
                         "with --overwrite")  # fmt: skip
     read_metrics(path)  # a damaged metrics file is named now, before anything loads
     point = newest_loadable_checkpoint(path)
+    if point is not None:
+        read_teacher_evals(path)  # what the resumed run reads instead of evaluating its teachers
     if point is not None and point.state["step"] > config.optim.steps:
         raise UserError(f"optim.steps: {config.optim.steps} is fewer than the {point.state['step']} steps already "
                         f"done by {point.checkpoint}; give optim.steps >= {point.state['step']}")  # fmt: skip

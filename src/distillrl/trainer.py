@@ -46,7 +46,7 @@ from distillrl.tasks.rewards import check_task_answers
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
 from distillrl.report.flat_rewards import FlatRewardsWarning
-from distillrl.report.metrics import MetricsLog, wandb_module
+from distillrl.report.metrics import MetricsLog, read_teacher_evals, wandb_module
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.chat import check_teacher_template
 from distillrl.rollout.sequences import Sequences
@@ -341,7 +341,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     teacher_evals = {}
     if world.is_main:
         if checkpoint is not None and teacher_file.exists():
-            teacher_evals = json.loads(teacher_file.read_text())
+            teacher_evals = read_teacher_evals(run_dir)
         elif models.teachers:
             teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers
                              if t.model is not None}
