@@ -268,7 +268,8 @@ CASES = {
     "--resume with a broken metrics line": corrupt_middle_metrics_line,
     "--resume with a garbled teacher_eval.json": lambda ws: resume_with_teacher_eval(ws, '{"zoo:teacher": {"eval/ac'),
     "--resume with an empty teacher_eval.json": lambda ws: resume_with_teacher_eval(ws, ""),
-    "--resume with a teacher_eval.json of another shape": lambda ws: resume_with_teacher_eval(ws, '{"zoo:teacher": 0.5}'),
+    "--resume with a teacher_eval.json of another shape": lambda ws: resume_with_teacher_eval(
+        ws, '{"zoo:teacher": 0.5}'),
     "--resume without the stored config": resume_without_stored_config,
     "--resume with a damaged stored config": resume_with_damaged_stored_config,
     "second run into a locked directory": lambda ws: ws.resume(),  # the test holds run/.lock

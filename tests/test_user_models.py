@@ -94,7 +94,8 @@ def test_tokenizers_are_compared_by_content_not_size(models_dir):
     assert other("then")["input_ids"] != student("then")["input_ids"]  # t+he+n vs th+en
     another_corpus = bpe_tokenizer(corpus=CORPUS[::-1])
     assert len(another_corpus) == len(student)
-    assert vocabulary_difference(another_corpus, student, "t") == "id 259 is 'eh' in t and 'he' in the student (320 vs 320 tokens)"
+    difference = vocabulary_difference(another_corpus, student, "t")
+    assert difference == "id 259 is 'eh' in t and 'he' in the student (320 vs 320 tokens)"
     check_same_vocabulary(models_dir["student"], models_dir["teacher"], "teacher.path")  # padded: allowed
     with pytest.raises(ModelLoadError, match="teacher.path .* other merges"):
         check_same_vocabulary(models_dir["student"], models_dir["other"], "teacher.path")
