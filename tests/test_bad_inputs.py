@@ -33,8 +33,8 @@ tensorboard: false
 class Workspace:
     """A case's folder: `run/` (a copy of the finished run) and whatever files the case writes."""
 
-    def __init__(self, root: Path, finished_run: Path, other_teacher: Path):
-        self.root, self.other_teacher = root, str(other_teacher)
+    def __init__(self, root: Path, finished_run: Path, other_teacher: Path, stored_teacher: Path):
+        self.root, self.other_teacher, self.stored_teacher = root, str(other_teacher), stored_teacher
         self.run = root / "run"
         shutil.copytree(finished_run, self.run)
         self.new = str(root / "new")  # a fresh run's output_dir: must not exist after a refused run
@@ -68,6 +68,51 @@ class Workspace:
         return self.train("task.name=prompts", f"task.train_path={path}", f"task.test_path={path}", *settings)
 
 
+def teacher_tokenizer(ws: Workspace, edit) -> list[str]:
+    """`train` with a copy of zoo:teacher whose tokenizer.json `edit(state)` alters."""
+    path = ws.model("teacher")
+    state = json.loads((path / "tokenizer.json").read_text())
+    edit(state)
+    (path / "tokenizer.json").write_text(json.dumps(state))
+    return ws.train(f"teacher.path={path}")
+
+
+def swap_eos_and_unk(state: dict) -> None:
+    """Swap the ids of the added tokens `<eos>` (1) and `<unk>` (2)."""
+    for token in state["added_tokens"]:
+        token["id"] = {1: 2, 2: 1}.get(token["id"], token["id"])
+    vocab = state["model"]["vocab"]
+    vocab["<eos>"], vocab["<unk>"] = vocab["<unk>"], vocab["<eos>"]
+
+
+def add_token(state: dict) -> None:
+    state["added_tokens"].append({"id": len(state["model"]["vocab"]), "content": "<tool>", "single_word": False,
+                                  "lstrip": False, "rstrip": False, "normalized": False, "special": True})  # fmt: skip
+
+
+def from_damaged_cache(ws: Workspace, damage) -> list[str]:
+    """`train` (forward KL at top-k on the dataset's solutions) from a copy of the stored teacher that
+    `damage(directory, manifest)` alters; the manifest it returns is written back."""
+    cache = ws.root / "cache"
+    shutil.copytree(ws.stored_teacher, cache)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps(damage(cache, manifest)))
+    data = ws.stored_teacher.parent / "train.jsonl"
+    return ws.train("objective.name=forward_kl", "objective.fidelity=topk", "objective.top_k=5",
+                    "rollout.source=dataset", "task.name=prompts", f"task.train_path={data}",
+                    f"task.test_path={data}", f"teacher.cache={cache}")  # fmt: skip
+
+
+def shard_as_int64(cache: Path, manifest: dict) -> dict:
+    """The first shard rewritten with its top-k ids as int64 (the format stores int32)."""
+    from safetensors.torch import load_file, save_file
+
+    path = cache / manifest["shards"][0]
+    tensors = load_file(path)
+    save_file({**tensors, "topk_ids": tensors["topk_ids"].long()}, path)
+    return manifest
+
+
 def damaged_student(ws: Workspace, damage) -> list[str]:
     path = ws.model()
     damage(path)
@@ -88,6 +133,11 @@ def corrupt_middle_metrics_line(ws: Workspace) -> list[str]:
     lines = (ws.run / "metrics.jsonl").read_text().splitlines(keepends=True)
     lines[1] = '{"step": 1, "train/loss": 0.5\n'
     (ws.run / "metrics.jsonl").write_text("".join(lines))
+    return ws.resume()
+
+
+def resume_with_teacher_eval(ws: Workspace, text: str) -> list[str]:
+    (ws.run / "teacher_eval.json").write_text(text)
     return ws.resume()
 
 
@@ -238,7 +288,26 @@ CASES = {
     "student tokenizer missing": lambda ws: damaged_student(ws, lambda p: (p / "tokenizer.json").unlink()),
     "teacher directory missing": lambda ws: ws.train("teacher.path=/nonexistent/teacher"),
     "teacher with another tokenizer of the same size": lambda ws: ws.train(f"teacher.path={ws.other_teacher}"),
+    "teacher with the ids of two added tokens swapped": lambda ws: teacher_tokenizer(ws, swap_eos_and_unk),
+    "teacher with an added token the student lacks": lambda ws: teacher_tokenizer(ws, add_token),
+    "teacher with a lower-casing normalizer": lambda ws: teacher_tokenizer(
+        ws, lambda state: state.update(normalizer={"type": "Lowercase"})),
+    "teacher with another pre-tokenizer": lambda ws: teacher_tokenizer(
+        ws, lambda state: state.update(pre_tokenizer={"type": "Whitespace"})),
     "reference directory missing": lambda ws: ws.train("objective.name=gopd", "teacher.reference=/nonexistent/ref"),
+    "teacher cache manifest with more rows than its shards": lambda ws: from_damaged_cache(
+        ws, lambda cache, m: {**m, "rows": m["rows"] + 5}),
+    "teacher cache manifest with more tokens than its shards": lambda ws: from_damaged_cache(
+        ws, lambda cache, m: {**m, "tokens": m["tokens"] + 1}),
+    "teacher cache manifest with more shards than exist": lambda ws: from_damaged_cache(
+        ws, lambda cache, m: {**m, "shards": [*m["shards"], "shard-00001.safetensors"]}),
+    "teacher cache manifest with a larger top_k than stored": lambda ws: from_damaged_cache(
+        ws, lambda cache, m: {**m, "top_k": m["top_k"] + 3}),
+    "teacher cache manifest with top_k not a number": lambda ws: from_damaged_cache(
+        ws, lambda cache, m: {**m, "top_k": "five"}),
+    "teacher cache shard truncated": lambda ws: from_damaged_cache(
+        ws, lambda cache, m: truncate(cache / m["shards"][0]) or m),
+    "teacher cache shard of another dtype": lambda ws: from_damaged_cache(ws, shard_as_int64),
     # the output directory
     "output_dir is a file": lambda ws: ws.train(f"output_dir={ws.file('afile', 'x')}"),
     "output_dir under a file": lambda ws: ws.train(f"output_dir={ws.file('afile', 'x')}/run"),
@@ -252,6 +321,10 @@ CASES = {
     "--resume with fewer steps than the checkpoint": lambda ws: ws.resume("optim.steps=1"),
     "--resume with every trainer state truncated": damage_all_checkpoints,
     "--resume with a broken metrics line": corrupt_middle_metrics_line,
+    "--resume with a garbled teacher_eval.json": lambda ws: resume_with_teacher_eval(ws, '{"zoo:teacher": {"eval/ac'),
+    "--resume with an empty teacher_eval.json": lambda ws: resume_with_teacher_eval(ws, ""),
+    "--resume with a teacher_eval.json of another shape": lambda ws: resume_with_teacher_eval(
+        ws, '{"zoo:teacher": 0.5}'),
     "--resume without the stored config": resume_without_stored_config,
     "--resume with a damaged stored config": resume_with_damaged_stored_config,
     "second run into a locked directory": lambda ws: ws.resume(),  # the test holds run/.lock
@@ -444,6 +517,23 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def stored_teacher(tmp_path_factory) -> Path:
+    """zoo:teacher's scores (top 5) of four arith problems with their solutions: a `distillrl teacher cache`."""
+    import random
+
+    from distillrl.scoring.cache import write_teacher_cache
+    from distillrl.tasks import ArithTask
+
+    root = tmp_path_factory.mktemp("stored")
+    rng = random.Random(0)
+    rows = [ArithTask().sample_train(rng) for _ in range(4)]
+    (root / "train.jsonl").write_text("".join(json.dumps({"prompt": p.prompt, "completion": p.solution,
+                                                          "answer": p.answer}) + "\n" for p in rows))  # fmt: skip
+    write_teacher_cache("zoo:teacher", str(root / "train.jsonl"), 5, root / "cache", device="cpu")
+    return root / "cache"
+
+
+@pytest.fixture(scope="module")
 def other_teacher(tmp_path_factory) -> Path:
     """zoo:teacher with a tokenizer of the same size whose ids of `a` and `b` are swapped: another vocabulary."""
     import json
@@ -462,8 +552,9 @@ def test_the_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_run, other_teacher):
-    ws = Workspace(tmp_path, finished_run, other_teacher)
+def test_a_bad_input_gives_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_run, other_teacher,
+                                                                stored_teacher):  # fmt: skip
+    ws = Workspace(tmp_path, finished_run, other_teacher, stored_teacher)
     argv = CASES[case](ws)
     before = snapshot(tmp_path)
     lock = FileLock(ws.run / ".lock", timeout=0)

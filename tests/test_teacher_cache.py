@@ -18,7 +18,7 @@ from distillrl.config import ConfigError, load_config
 from distillrl.files import current_umask
 from distillrl.models.loading import load_causal_lm, resolve_model_path
 from distillrl.report.metrics import read_metrics
-from distillrl.scoring.cache import CacheError
+from distillrl.scoring.cache import CacheError, StoredTeacher
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.topk import narrow_topk, topk_with_tail
 from distillrl.tasks import ArithTask
@@ -53,6 +53,17 @@ def test_the_cache_command_reports_its_size_per_token(cached):
     assert f"{manifest['bytes_per_token']:.1f} bytes per token at k={TOP_K}" in output
     umask = current_umask()
     assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in (root / "cache").iterdir()} == {oct(0o666 & ~umask)}
+
+
+def test_each_shard_is_checked_against_the_manifest_from_its_header(cached):
+    """The checks a run makes before it starts: a shard's rows and tokens (header and offsets only) add up to the
+    manifest's; a manifest or shard that lies is refused with the file named (tests/test_bad_inputs.py)."""
+    root, _, _ = cached
+    manifest = json.loads((root / "cache" / "manifest.json").read_text())
+    stored = StoredTeacher(str(root / "cache"))
+    counts = [stored.check_shard(root / "cache" / name) for name in manifest["shards"]]
+    assert [sum(c) for c in zip(*counts)] == [manifest["rows"], manifest["tokens"]]
+    assert stored.shards == {}  # no scores were read
 
 
 def forward_kl_config(root, name: str, data, **teacher):

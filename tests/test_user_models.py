@@ -5,7 +5,9 @@ sampling truncation, eval options and wandb."""
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from distillrl import runtime
 from distillrl.cli import app
 from distillrl.config import TaskConfig, TrainConfig
 from distillrl.errors import UserError
+from distillrl.files import current_umask
+from distillrl.models.export import export_model
 from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
 from distillrl.models.vocabulary import check_same_vocabulary, vocabulary_difference
 from distillrl.report.metrics import read_metrics
@@ -29,7 +33,7 @@ from distillrl.tasks import build_task
 from distillrl.tasks.base import Problem, exact_match_reward
 from distillrl.tasks.rewards import AnswerVerifier, DataWarning, RewardError
 from distillrl.trainer import train
-from user_models import CORPUS, bpe_tokenizer, save_user_model, user_model
+from user_models import CORPUS, bpe_tokenizer, save_model, save_user_model, user_model
 
 PROMPTS = ["What is 12 plus 30?", "What is the capital of France?", "Half of seven is?", "Simplify x+1.",
            "Compute 7 times 6.", "Let us think step by step.", "Numbers: 0 1 2 3", "The quick brown fox"]  # fmt: skip
@@ -76,7 +80,7 @@ def config(models_dir, out: Path, **sections) -> TrainConfig:
         "checkpoint": {"every": 0},
     }  # fmt: skip
     for name, values in sections.items():
-        data[name] = {**data[name], **values} if isinstance(data.get(name), dict) else values
+        data[name] = {**data[name], **values} if isinstance(data.get(name), dict) and values is not None else values
     return TrainConfig.model_validate(data)
 
 
@@ -86,14 +90,88 @@ def config(models_dir, out: Path, **sections) -> TrainConfig:
 def test_tokenizers_are_compared_by_content_not_size(models_dir):
     student, teacher, other = (load_tokenizer(models_dir[k]) for k in ("student", "teacher", "other"))
     assert len(other) == len(student) and other.get_vocab() == student.get_vocab()  # same size, same token list
-    assert vocabulary_difference(teacher, student) is None
-    assert "other merges" in vocabulary_difference(other, student)
+    assert vocabulary_difference(teacher, student, "teacher.path") is None
+    assert "other merges: merge 0 is" in vocabulary_difference(other, student, "teacher.path")
     assert other("then")["input_ids"] != student("then")["input_ids"]  # t+he+n vs th+en
     another_corpus = bpe_tokenizer(corpus=CORPUS[::-1])
-    assert len(another_corpus) == len(student) and "other tokens" in vocabulary_difference(another_corpus, student)
+    assert len(another_corpus) == len(student)
+    difference = vocabulary_difference(another_corpus, student, "t")
+    assert difference == "id 259 is 'eh' in t and 'he' in the student (320 vs 320 tokens)"
     check_same_vocabulary(models_dir["student"], models_dir["teacher"], "teacher.path")  # padded: allowed
     with pytest.raises(ModelLoadError, match="teacher.path .* other merges"):
         check_same_vocabulary(models_dir["student"], models_dir["other"], "teacher.path")
+
+
+def base_tokenizer(pad: bool = True):
+    """The user tokenizer as a base model has it: the same ids, EOS `<|endoftext|>` (the instruct one's is
+    `<|im_end|>`), optionally no pad token."""
+    tokenizer = bpe_tokenizer()
+    tokenizer.eos_token = "<|endoftext|>"
+    if not pad:
+        tokenizer.pad_token = None
+    return tokenizer
+
+
+def edited_tokenizer(edit) -> object:
+    """The user tokenizer with `edit(state)` applied to its tokenizer.json."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    state = json.loads(bpe_tokenizer().backend_tokenizer.to_str())
+    edit(state)
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(state)), eos_token="<|im_end|>")
+
+
+def swap_a_and_b(state):
+    vocab = state["model"]["vocab"]
+    vocab["a"], vocab["b"] = vocab["b"], vocab["a"]
+
+
+def another_first_merge(state):
+    state["model"]["merges"] = state["model"]["merges"][::-1]
+
+
+def lower_case(state):
+    state["normalizer"] = {"type": "Lowercase"}
+
+
+def added_in_another_order(tokens):
+    tokenizer = bpe_tokenizer()
+    tokenizer.add_tokens(tokens)
+    return tokenizer
+
+
+def test_which_token_is_eos_or_pad_is_not_a_vocabulary_difference():
+    instruct = bpe_tokenizer()
+    for student in (base_tokenizer(), base_tokenizer(pad=False)):
+        assert student.eos_token == "<|endoftext|>" and instruct.eos_token == "<|im_end|>"
+        assert vocabulary_difference(instruct, student, "teacher.path") is None
+    no_pad = bpe_tokenizer()
+    no_pad.pad_token = None
+    assert vocabulary_difference(instruct, no_pad, "teacher.path") is None
+
+
+@pytest.mark.parametrize("teacher, student, message", [
+    (lambda: edited_tokenizer(swap_a_and_b), bpe_tokenizer, "id 67 is 'b' in teacher.path and 'a' in the student"),
+    (lambda: edited_tokenizer(another_first_merge), bpe_tokenizer,
+     "other merges: merge 0 is 'a z' in teacher.path and 'h e' in the student"),
+    (lambda: added_in_another_order(["<tool>", "<think>"]), lambda: added_in_another_order(["<think>", "<tool>"]),
+     "id 320 is '<tool>' in teacher.path and '<think>' in the student"),
+    (lambda: added_in_another_order(["<tool>"]), bpe_tokenizer, "id 320 is '<tool>' in teacher.path and no token in"),
+    (lambda: edited_tokenizer(lower_case), bpe_tokenizer, "another normalizer \\(Lowercase in teacher.path, none in"),
+])  # fmt: skip
+def test_a_real_tokenizer_difference_is_refused_naming_the_token(teacher, student, message):
+    assert re.search(message, vocabulary_difference(teacher(), student(), "teacher.path"))
+
+
+def test_a_base_student_and_an_instruct_teacher_of_one_tokenizer_train(models_dir, tmp_path):
+    """Qwen3-8B-Base <- Qwen3-32B: the student stops at `<|endoftext|>` and has no pad token, the teacher stops at
+    `<|im_end|>`; the vocabulary check passes and the default objective trains."""
+    student = save_model(tmp_path / "base", user_model("qwen3", seed=1)[0], base_tokenizer(pad=False))
+    check_same_vocabulary(student, models_dir["teacher"], "teacher.path")
+    summary = train(config(models_dir, tmp_path / "run", student={"path": student}, optim={"steps": 1}),
+                    show_progress=False)  # fmt: skip
+    assert summary["after"]["step"] == 1 and math.isfinite(summary["after"]["eval/reverse_kl"])
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "inspect"])
@@ -253,6 +331,42 @@ def test_a_custom_reward_is_called_with_prompt_completion_and_row(tmp_path, monk
             build_task(TaskConfig(name="prompts", train_path=str(data), reward=spec))
 
 
+def test_groups_with_signal_counts_the_groups_of_unequal_rewards():
+    from distillrl.objectives.policy_gradient import group_advantages, groups_with_signal
+
+    rewards, groups = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5, 0.5]), torch.tensor([4, 4, 7, 7, 9, 9])
+    assert groups_with_signal(rewards, groups) == 1  # group 7 only
+    assert group_advantages(rewards, groups)[[0, 1, 4, 5]].abs().max() == 0
+    assert groups_with_signal(torch.zeros(6), groups) == 0
+
+
+FLAT_REWARDS = """
+def constant(prompt, completion, row):
+    return 1.0
+
+def length(prompt, completion, row):
+    return float(len(completion))
+"""
+
+
+@pytest.mark.parametrize("reward", ["constant", "length"])
+def test_grpo_warns_once_when_every_group_has_equal_rewards(models_dir, tmp_path, capsys, reward):
+    """A reward that never varies within a group: advantages, loss and gradient are 0 at every step, and one
+    warning line says so; a reward that varies trains without it."""
+    (tmp_path / "flat_rewards.py").write_text(FLAT_REWARDS)
+    run = config(models_dir, tmp_path / "run", teacher=None, objective={"name": "grpo"}, optim={"steps": 2},
+                 task={"reward": f"{tmp_path / 'flat_rewards.py'}:{reward}"})  # fmt: skip
+    train(run, show_progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "every group has equal rewards" in line]
+    records = [r for r in read_metrics(tmp_path / "run") if "train/loss" in r]
+    if reward == "constant":
+        assert len(warnings) == 1 and warnings[0].startswith("warning: step 1: ") and "mean reward 1.000" in warnings[0]
+        assert "policy gradient is zero" in warnings[0] and "task.answer_format" in warnings[0]
+        assert [(r["train/loss"], r["train/grad_norm"]) for r in records] == [(0.0, 0.0), (0.0, 0.0)]
+    else:
+        assert warnings == [] and all(r["train/grad_norm"] > 0 for r in records)
+
+
 # --- precision -----------------------------------------------------------------------------------------------------
 
 
@@ -320,6 +434,44 @@ def test_lora_on_lm_head_trains_loads_elsewhere_and_exports_merged(models_dir, t
         assert (merged(**ids).logits - forward).abs().max() < 1e-5
     refused = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m2")])
     assert refused.exit_code == 2 and "pass --merge" in refused.stderr
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_merged_lm_head_adapter_computes_base_plus_adapter_on_a_tied_student(tmp_path, tied):
+    """Qwen3-0.6B ties lm_head to embed_tokens: a LoRA on lm_head trains without moving the input embeddings, and
+    its merged export is untied (own head, tie_word_embeddings false) with the adapter's logits to 1e-5 (merged
+    into the shared matrix they were off by about 3.5 here, the embeddings by 0.2)."""
+    from distillrl.config import LoraSettings
+    from distillrl.models.student import load_student
+
+    model, tokenizer = user_model("qwen3", seed=3)
+    model.config.tie_word_embeddings = tied
+    model = AutoModelForCausalLM.from_config(model.config)
+    base = save_model(tmp_path / "base", model, tokenizer)
+    embeddings = model.get_input_embeddings().weight.detach().clone()
+    lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "lm_head"])
+    student = load_student(base, lora)
+    torch.manual_seed(0)
+    for name, parameter in student.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.1)
+    ids = tokenizer(PROMPTS[:3], return_tensors="pt", padding=True)
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1.0)
+    student(**ids, labels=ids["input_ids"]).loss.backward()
+    optimizer.step()  # a training step: the head's adapter moves, the (tied) input embeddings do not
+    assert torch.equal(student.get_input_embeddings().weight, embeddings)
+    student.eval()
+    with torch.no_grad():
+        adapted = student(**ids).logits
+    student.save_pretrained(tmp_path / "adapter")
+    export_model(str(tmp_path / "adapter"), tmp_path / "merged", merge=True)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["tie_word_embeddings"] is False
+    assert torch.equal(merged.get_input_embeddings().weight, embeddings)
+    with torch.no_grad():
+        assert (merged(**ids).logits - adapted).abs().max() < 1e-5
+    modes = {oct(path.stat().st_mode & 0o777) for path in (tmp_path / "merged").iterdir()}
+    assert modes == {oct(0o666 & ~current_umask())}  # readable by others as the umask allows, not 0600
 
 
 # --- generation settings -------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from distillrl.config import TrainConfig, load_config
 from distillrl.distributed import World
 from distillrl.errors import UserError
 from distillrl.files import TEMPORARY_PREFIX
-from distillrl.report.metrics import METRICS_NAME, read_metrics
+from distillrl.report.metrics import METRICS_NAME, read_metrics, read_teacher_evals
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"
@@ -177,6 +177,8 @@ def resume_point(path: Path, config: TrainConfig) -> ResumePoint | None:
         raise UserError(f"--resume: {path} holds a finished run ({steps} steps, its {FINAL_MODEL}/ model) but no "
                         f"checkpoint under {checkpoint_root(path)} to continue from; starting over would replace its "
                         "metrics and final model: give a new output_dir, or --overwrite to replace the run")  # fmt: skip
+    if point is not None:
+        read_teacher_evals(path)  # what the resumed run reads instead of evaluating its teachers
     if point is not None and point.state["step"] > config.optim.steps:
         raise UserError(f"optim.steps: {config.optim.steps} is fewer than the {point.state['step']} steps already "
                         f"done by {point.checkpoint}; give optim.steps >= {point.state['step']}")  # fmt: skip

@@ -48,7 +48,8 @@ from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.tasks.rewards import check_eval_answers, check_task_answers
 from distillrl.models.student import check_lora_targets
 from distillrl.objectives import Objective, build_objective
-from distillrl.report.metrics import MetricsLog, wandb_module
+from distillrl.report.flat_rewards import FlatRewardsWarning
+from distillrl.report.metrics import MetricsLog, read_teacher_evals, wandb_module
 from distillrl.report.plots import plot_training_curves
 from distillrl.rollout.chat import check_end_of_turn, check_teacher_template
 from distillrl.rollout.sequences import Sequences
@@ -362,7 +363,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
     teacher_evals = {}
     if world.is_main:
         if checkpoint is not None and teacher_file.exists():
-            teacher_evals = json.loads(teacher_file.read_text())
+            teacher_evals = read_teacher_evals(run_dir)
         elif models.teachers:
             teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers
                              if t.model is not None}
@@ -400,6 +401,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
         if log is not None:
             log.close()
         raise RunStopped(start_step, signum)
+    flat_rewards = FlatRewardsWarning(objective, console, world)
     with progress:
         bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
         student.train()
@@ -415,6 +417,7 @@ def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, ob
                                         rows_per_pass=-(-len(sequences) // optim.grad_accum),
                                         chunk_size=chunk_size)  # fmt: skip
             phases.mark("score")
+            flat_rewards.check(step, signals)
             metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
             metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
             learning_rate = scheduler.get_last_lr()[0]

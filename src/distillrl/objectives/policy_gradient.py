@@ -27,6 +27,16 @@ def group_advantages(rewards: Tensor, group_index: Tensor, eps: float = 1e-6) ->
     return (rewards - mean[inverse]) / (std[inverse] + eps)
 
 
+def groups_with_signal(rewards: Tensor, group_index: Tensor) -> int:
+    """The number of groups whose rewards are not all equal. The others get A = 0 on every row (see
+    `group_advantages`), so a step without any has a zero clipped surrogate and a zero policy gradient."""
+    groups, inverse = torch.unique(group_index, return_inverse=True)
+    high = torch.full((len(groups),), -torch.inf, dtype=rewards.dtype, device=rewards.device)
+    low = torch.full((len(groups),), torch.inf, dtype=rewards.dtype, device=rewards.device)
+    high, low = high.scatter_reduce(0, inverse, rewards, "amax"), low.scatter_reduce(0, inverse, rewards, "amin")
+    return int((high > low).sum().item())
+
+
 def clipped_surrogate(log_ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float) -> Tensor:
     """PPO's per-token loss -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), r = exp(log_ratio): [N]."""
     ratio = torch.exp(log_ratio)

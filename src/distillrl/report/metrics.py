@@ -103,3 +103,25 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
                 raise UserError(f"{path}:{number}: not a metrics record (no integer `step`)")
             records.append(record)
     return records
+
+
+def read_teacher_evals(run_dir: str | Path) -> dict[str, dict] | None:
+    """The teachers' held-out evaluation a run stored in DIR/teacher_eval.json, {teacher name: {metric: number}}
+    with `eval/accuracy_greedy` in each (None when the file is missing). A resumed run reads it instead of
+    evaluating the teachers again; a damaged one is an error naming it (deleting it has them evaluated again)."""
+    path = Path(run_dir) / "teacher_eval.json"
+    if not path.exists():
+        return None
+    again = "the file was edited or damaged; delete it to have --resume evaluate the teachers again"
+    try:
+        evals = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else type(error).__name__
+        raise UserError(f"{path}: not JSON ({reason}); {again}") from None
+    if not isinstance(evals, dict) or not all(
+            isinstance(metrics, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in metrics.values()) and "eval/accuracy_greedy" in metrics
+            for metrics in evals.values()):  # fmt: skip
+        raise UserError(f"{path}: not the teachers' evaluation ({{teacher: {{'eval/accuracy_greedy': number, ...}}}}); "
+                        f"{again}")  # fmt: skip
+    return evals

@@ -23,7 +23,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from distillrl.errors import UserError
+from distillrl.errors import UserError, one_line
 from distillrl.files import apply_umask, write_text_atomic
 from distillrl.rollout.sequences import Sequences
 from distillrl.scoring.teachers import TeacherSignals, real_token_rows
@@ -31,6 +31,12 @@ from distillrl.scoring.topk import narrow_topk
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+
+
+def shard_layout(rows: int, tokens: int, top_k: int) -> dict[str, tuple[str, list[int]]]:
+    """A shard's tensors, each's safetensors dtype and shape, for `rows` sequences of `tokens` scored tokens."""
+    return {"keys": ("I64", [rows]), "offsets": ("I64", [rows + 1]), "topk_ids": ("I32", [tokens, top_k]),
+            "topk_logprobs": ("F32", [tokens, top_k + 1]), "token_logprobs": ("F32", [tokens])}  # fmt: skip
 
 
 class CacheError(UserError):
@@ -140,6 +146,11 @@ class StoredTeacher:
             raise CacheError(f"{self.field}: {path} is not a teacher-cache manifest (needs {', '.join(needed)})")
         if self.manifest["format"] != FORMAT:
             raise CacheError(f"{self.field}: {path} has format {self.manifest['format']}; this distillrl reads {FORMAT}")
+        shards, top_k = self.manifest["shards"], self.manifest["top_k"]
+        if not isinstance(shards, list) or not all(isinstance(name, str) for name in shards):
+            raise CacheError(f"{self.field}: {path}: `shards` is not a list of file names")
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise CacheError(f"{self.field}: {path}: `top_k` is {top_k!r}, not a positive integer")
 
     def check(self, tokenizer, student: str, data_path: str, top_k: int | None) -> None:
         """The cache was written for this tokenizer (and chat template), this data file and at least this k."""
@@ -153,9 +164,42 @@ class StoredTeacher:
         if top_k is not None and top_k > m["top_k"]:
             raise CacheError(f"{where}: holds the top {m['top_k']} tokens per position, fewer than objective.top_k "
                              f"({top_k})")  # fmt: skip
+        rows, tokens = 0, 0
         for name in m["shards"]:
             if not (Path(self.directory) / name).is_file():
                 raise CacheError(f"{where}: shard {name} is missing")
+            shard_rows, shard_tokens = self.check_shard(Path(self.directory) / name)
+            rows, tokens = rows + shard_rows, tokens + shard_tokens
+        for field, count in (("rows", rows), ("tokens", tokens)):
+            if field in m and m[field] != count:
+                raise CacheError(f"{where}: {MANIFEST} says {m[field]!r} {field}, and its shards hold {count}; the "
+                                 "cache is incomplete or was edited, rebuild it")  # fmt: skip
+
+    def check_shard(self, file: Path) -> tuple[int, int]:
+        """A shard must be whole and hold `shard_layout`'s tensors, its offsets rising from 0 to its token count;
+        returns (rows, tokens). Reads the header and the offsets (8 bytes a row), not the scores."""
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(file, "pt") as shard:
+                layout = {name: (shard.get_slice(name).get_dtype(), shard.get_slice(name).get_shape())
+                          for name in shard.keys()}  # fmt: skip
+                offsets = shard.get_tensor("offsets") if "offsets" in layout else None
+        except (OSError, ValueError, SafetensorError) as error:
+            raise CacheError(f"{self.field}: {file} cannot be read ({one_line(error)}); the shard is damaged or "
+                             "truncated, rebuild the cache") from None  # fmt: skip
+        rows = (layout.get("keys", (None, [0]))[1] or [0])[0]
+        tokens = (layout.get("token_logprobs", (None, [0]))[1] or [0])[0]
+        for name, want in shard_layout(rows, tokens, self.manifest["top_k"]).items():
+            if name not in layout:
+                raise CacheError(f"{self.field}: {file} has no tensor {name!r}; rebuild the cache")
+            if layout[name] != want:
+                raise CacheError(f"{self.field}: {file}: {name} is {layout[name][0]} {layout[name][1]}, and a cache of "
+                                 f"top_k {self.manifest['top_k']} with {rows} rows and {tokens} tokens stores "
+                                 f"{want[0]} {want[1]}; rebuild the cache")  # fmt: skip
+        if offsets[0] != 0 or offsets[-1] != tokens or (offsets.diff() < 0).any():
+            raise CacheError(f"{self.field}: {file}: its offsets do not rise from 0 to its {tokens} tokens")
+        return rows, tokens
 
     def _shard(self, number: int) -> dict[str, Tensor]:
         if number not in self.shards:
