@@ -204,3 +204,65 @@ def test_box_environments_act_in_the_normalised_box():
     assert envs.action_map.unscale(np.array([[-1.0], [0.5], [3.0]], dtype=np.float32)).tolist() == [[-2.0], [1.0], [2.0]]
     batch = Collector(envs, seed=0).collect(lambda s: np.ones((len(s), 1), dtype=np.float32), 20)
     assert batch.actions.shape == (20, 1) and batch.states.shape == (20, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_teachers(tmp_path_factory):
+    """A few-step PPO (with VecNormalize) and TD3 on Pendulum-v1: their numbers, not their returns, are tested."""
+    from distillrl.control.teachers import train_teacher
+
+    root = tmp_path_factory.mktemp("teachers")
+    return {algo: train_teacher("Pendulum-v1", root / f"{algo}.zip", steps, 0, algo, continuous=True)
+            for algo, steps in (("ppo", 256), ("td3", 1100))}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo", "td3"])
+def test_the_teacher_wrapper_acts_as_sb3_predict(algo, tiny_teachers):
+    """unscale(tanh(mean)) (SAC, TD3) and unscale(mean) clipped (PPO, through its VecNormalize statistics loaded
+    by SB3's own VecNormalize.load) against model.predict(deterministic=True) on 100 states."""
+    import gymnasium
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from distillrl.control.policies import TeacherPolicy, resolve_teacher
+
+    teacher = resolve_teacher("builtin", "Pendulum-v1") if algo == "sac" else TeacherPolicy(tiny_teachers[algo])
+    assert teacher.algorithm == algo and teacher.head.name == ("gaussian" if algo == "ppo" else "squashed")
+    space = gymnasium.make("Pendulum-v1").observation_space
+    space.seed(0)
+    states = np.stack([space.sample() for _ in range(100)])
+    seen = states
+    if algo == "ppo":
+        assert teacher.normalizer is not None
+        stats = VecNormalize.load(str(tiny_teachers[algo].with_suffix(".vecnormalize.pkl")),
+                                  DummyVecEnv([lambda: gymnasium.make("Pendulum-v1")]))  # fmt: skip
+        stats.training = False
+        seen = stats.normalize_obs(states)
+        assert np.abs(seen - states).max() > 0.1  # the statistics do something
+    ours = teacher.action_map.unscale(teacher.act(states))
+    sb3 = teacher.model.predict(seen, deterministic=True)[0]
+    assert ours.shape == sb3.shape == (100, 1)
+    if algo == "ppo":  # its Gaussian lives in env units: the round trip through the box costs float32 rounding
+        assert np.abs(ours - sb3).max() <= 1e-6 and np.abs(sb3).max() < 2.0
+    else:
+        assert np.abs(ours - sb3).max() == 0.0
+
+
+def test_pendulum_students_from_the_shipped_sac_teacher(tmp_path):
+    """Pendulum-v1, 2 rounds of 5,000 teacher-labelled states: a 32 x 32 forward-KL MLP reaches >= 90% of the
+    teacher's normalised return, a degree-3 sparse polynomial (DAgger) >= 80% with <= 25 terms, and a linear
+    policy stays below 30% (it cannot swing up): the bed tells the students apart."""
+    config = load_control_config(None, [
+        "env=Pendulum-v1", f"output_dir={tmp_path}", "iterations=2", "samples_per_iteration=5000", "epochs=30",
+        "curve_episodes=10", "eval_episodes=20", "student.hidden=[32, 32]", "max_student_fraction=0.3",
+        "methods=[{name: forward_kl}, {name: polynomial, degree: 3}, {name: linear}]"])  # fmt: skip
+    summary = run_control_distillation(config)
+    assert summary["head"] == "squashed" and summary["teacher"]["return"] > -250
+    assert summary["random_return"] < -1000
+    methods = {m["method"]: m for m in summary["methods"]}
+    assert methods["forward_kl"]["normalised"] >= 0.9, methods["forward_kl"]
+    assert methods["polynomial"]["normalised"] >= 0.8 and methods["polynomial"]["parameters"] <= 25
+    assert methods["linear"]["normalised"] < 0.3 and methods["linear"]["parameters"] <= 4
+    assert methods["forward_kl"]["curve"]["returns"][-1] > methods["forward_kl"]["curve"]["returns"][0] + 300
+    assert methods["polynomial"]["formula"].startswith("u0 = ") and "tanh" in methods["polynomial"]["formula"]
+    assert methods["forward_kl"]["sampled_return"] is not None and methods["linear"]["sampled_return"] is None
+    assert "    u0 = " in (tmp_path / "results.md").read_text()
