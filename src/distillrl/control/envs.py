@@ -36,6 +36,9 @@ def make_vector_env(env_id: str, num_envs: int, seed: int) -> gymnasium.vector.V
                                   vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP})  # fmt: skip
     except (gymnasium.error.Error, ImportError) as error:  # ImportError: a MuJoCo env without the mujoco package
         raise UserError(f"env: cannot make {env_id!r} ({error})") from error
+    if not isinstance(envs.single_observation_space, gymnasium.spaces.Box):
+        raise UserError(f"env: {env_id} has a {type(envs.single_observation_space).__name__} observation space; "
+                        "policy distillation here needs a Box of observations")  # fmt: skip
     space = envs.single_action_space
     if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1 and np.isfinite([space.low, space.high]).all():
         envs = BoxActions(envs)
