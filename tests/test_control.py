@@ -266,3 +266,14 @@ def test_pendulum_students_from_the_shipped_sac_teacher(tmp_path):
     assert methods["polynomial"]["formula"].startswith("u0 = ") and "tanh" in methods["polynomial"]["formula"]
     assert methods["forward_kl"]["sampled_return"] is not None and methods["linear"]["sampled_return"] is None
     assert "    u0 = " in (tmp_path / "results.md").read_text()
+
+
+def test_readable_students_on_discrete_actions_regress_the_logits(tmp_path):
+    """CartPole-v1 (a linear policy balances it): linear and degree-2 polynomial students of the teacher's centred
+    logits, acting by argmax, pass 150 (random: about 22) and print one formula line per action."""
+    summary = run_control_distillation(small_config(tmp_path, "[{name: linear}, {name: polynomial, degree: 2, alpha: 0.01}]"))
+    for method in summary["methods"]:
+        assert method["return"] > 150, method
+        lines = method["formula"].splitlines()
+        assert lines[0].startswith("z0 = ") and lines[1].startswith("z1 = ") and lines[2] == "action = argmax_k z_k"
+    assert summary["methods"][0]["parameters"] <= 10  # 2 actions x (4 coefficients + an intercept)
