@@ -96,7 +96,8 @@ def fit_mlp(student: MLPPolicy, optimizer, states: torch.Tensor, teacher_outputs
     """`epochs` shuffled passes of minibatch KD over the aggregated states."""
     for _ in range(config.epochs):
         for batch in torch.randperm(len(states), generator=generator).split(config.batch_size):
-            loss = student.head.kd_loss(student(states[batch]), teacher_outputs[batch], method.kd_loss, method.temperature)
+            outputs = student(states[batch])
+            loss = student.head.kd_loss(outputs, teacher_outputs[batch], method.kd_loss, method.temperature)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

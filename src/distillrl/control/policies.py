@@ -99,10 +99,12 @@ class TeacherPolicy:
         try:
             normalizer = pickle.loads(stats.read_bytes())
         except Exception as error:  # unpickling raises anything; the file is the user's
-            raise UserError(f"teacher.vecnormalize: {stats} is not a VecNormalize file ({type(error).__name__})") from error
+            raise UserError(f"teacher.vecnormalize: {stats} is not a VecNormalize file "
+                            f"({type(error).__name__})") from error
         shape = self.policy.observation_space.shape
         if not isinstance(normalizer, VecNormalize) or normalizer.obs_rms.mean.shape != shape:
-            raise UserError(f"teacher.vecnormalize: {stats} holds no VecNormalize statistics for observations of shape {shape}")
+            raise UserError(f"teacher.vecnormalize: {stats} holds no VecNormalize statistics for observations of "
+                            f"shape {shape}")
         normalizer.training, normalizer.norm_reward = False, False
         return normalizer
 

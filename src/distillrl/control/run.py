@@ -48,7 +48,8 @@ def method_summary(runs: list[MethodResult], target: float, teacher_return: floa
         "std": float(finals.std()) if len(runs) > 1 else runs[0].final.std_return,
         "per_seed": finals.tolist(),
         "sampled_return": float(sampled.mean()) if len(sampled) else None,
-        "sampled_std": (float(sampled.std()) if len(runs) > 1 else runs[0].final_sampled.std_return) if len(sampled) else None,
+        "sampled_std": None if not len(sampled) else float(sampled.std()) if len(runs) > 1
+        else runs[0].final_sampled.std_return,
         "formula": None if isinstance(runs[0].best, MLPPolicy) else runs[0].best.formula(),
         "episodes": runs[0].final.episodes,
         "parameters": runs[0].parameters,
