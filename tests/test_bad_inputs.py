@@ -151,6 +151,16 @@ def resume_with_damaged_stored_config(ws: Workspace) -> list[str]:
     return ["train", ws.config(out=str(ws.run)), "--resume"]
 
 
+CARTPOLE_TEACHER = Path(__file__).resolve().parents[1] / "src/distillrl/control/teachers/CartPole-v1.zip"
+
+
+def td3_teacher(ws: Workspace) -> Path:
+    """A TD3 model on Pendulum-v1 (10 random steps: deterministic, no distribution, whatever it learnt)."""
+    from distillrl.control.teachers import train_teacher
+
+    return train_teacher("Pendulum-v1", ws.root / "td3.zip", 10, 0, "td3", continuous=True)
+
+
 def control_config(ws: Workspace, text: str) -> list[str]:
     return ["control", "distill", ws.file("control.yaml", f"output_dir: {ws.root / 'control'}\n{text}")]
 
@@ -466,8 +476,24 @@ CASES = {
                                                           ws.other_teacher, "--prompt", "1+1="],
     # control
     "control teacher unknown env": lambda ws: ["control", "teacher", "--env", "NoSuchEnv-v0", "--out", f"{ws.root}/t.zip"],
-    "control teacher continuous actions": lambda ws: ["control", "teacher", "--env", "Pendulum-v1", "--out",
-                                                      f"{ws.root}/t.zip"],
+    "control teacher sac on discrete actions": lambda ws: ["control", "teacher", "--env", "CartPole-v1", "--algo", "sac",
+                                                           "--out", f"{ws.root}/t.zip"],
+    "control teacher unknown algo": lambda ws: ["control", "teacher", "--env", "Pendulum-v1", "--algo", "ddpg", "--out",
+                                                f"{ws.root}/t.zip"],
+    "control teacher tuple observation space": lambda ws: ["control", "teacher", "--env", "Blackjack-v1", "--out",
+                                                     f"{ws.root}/t.zip"],
+    "control distill forward_kl with a TD3 teacher": lambda ws: control_config(
+        ws, f"env: Pendulum-v1\nteacher: {{path: {td3_teacher(ws)}}}\nmethods: [{{name: forward_kl}}]\n"),
+    "control distill hybrid with a TD3 teacher": lambda ws: control_config(
+        ws, f"env: Pendulum-v1\nteacher: {{path: {td3_teacher(ws)}}}\nmethods: [{{name: hybrid, loss: mse}}]\n"),
+    "control distill unknown student head": lambda ws: control_config(ws, "env: Pendulum-v1\nstudent: {head: beta}\n"),
+    "control distill polynomial degree out of range": lambda ws: control_config(
+        ws, "env: Pendulum-v1\nmethods: [{name: polynomial, degree: 5}]\n"),
+    "control distill mse on discrete actions": lambda ws: control_config(ws, "methods: [{name: mse}]\n"),
+    "control distill a discrete teacher on a Box env": lambda ws: control_config(
+        ws, "env: Pendulum-v1\nteacher: {path: builtin:weak}\n".replace("builtin:weak", str(CARTPOLE_TEACHER))),
+    "control distill vecnormalize file missing": lambda ws: control_config(
+        ws, f"env: Pendulum-v1\nteacher: {{vecnormalize: {ws.root}/none.pkl}}\n"),
     "control distill config missing": lambda ws: ["control", "distill", f"{ws.root}/none.yaml"],
     "control distill unknown env": lambda ws: control_config(ws, "env: NoSuchEnv-v0\n"),
     "control distill teacher file missing": lambda ws: control_config(ws, f"teacher: {{path: {ws.root}/none.zip}}\n"),

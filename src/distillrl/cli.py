@@ -297,12 +297,13 @@ def zoo_list() -> None:
 
 @control_app.command("teacher")
 def control_teacher(
-    env: str = typer.Option("CartPole-v1", help="a gymnasium environment id with discrete actions"),
+    env: str = typer.Option("CartPole-v1", help="a gymnasium environment id"),
     out: Path = typer.Option(..., help="where to save the teacher (a stable-baselines3 .zip)"),
-    timesteps: Optional[int] = typer.Option(None, min=1, help="PPO environment steps (default: the env's recipe)"),
+    algo: str = typer.Option("ppo", help="ppo (discrete or Box actions; Box: with VecNormalize), sac or td3 (Box)"),
+    timesteps: Optional[int] = typer.Option(None, min=1, help="environment steps (default: the env's recipe)"),
     seed: int = typer.Option(0),
 ) -> None:
-    """Train a PPO teacher with stable-baselines3."""
+    """Train a teacher with stable-baselines3 (64 x 64 networks)."""
     from distillrl.control import require_control_dependencies
 
     require_control_dependencies()
@@ -310,15 +311,17 @@ def control_teacher(
     from distillrl.control.policies import TeacherPolicy
     from distillrl.control.teachers import train_teacher
 
-    make_vector_env(env, 1, seed).close()  # an unknown id or a continuous action space fails here, at once
+    envs = make_vector_env(env, 1, seed)  # an unknown id or an unsupported action space fails here, at once
+    continuous = not hasattr(envs.single_action_space, "n")
+    envs.close()
     if out.exists() and out.is_dir():
         raise UserError(f"--out: {out} is a directory; give a file name such as {out / 'teacher.zip'}")
-    with console.status(f"training a PPO teacher on {env}"):
-        path = train_teacher(env, out, timesteps, seed)
+    with console.status(f"training a {algo.upper()} teacher on {env}"):
+        path = train_teacher(env, out, timesteps, seed, algo, continuous)
     teacher = TeacherPolicy(path)
     result = evaluate_actor(env, teacher.act, 100)
-    console.print(f"{path}: mean return {result.mean_return:.1f} +- {result.std_return:.1f} over 100 episodes "
-                  f"({teacher.num_parameters} acting parameters)")  # fmt: skip
+    console.print(f"{path}: mean return {result.mean_return:.1f} +- {result.std_return:.1f} over 100 episodes, "
+                  f"deterministic ({teacher.num_parameters} acting parameters)")  # fmt: skip
 
 
 @control_app.command("distill")

@@ -4,14 +4,16 @@ Same names as the language-model side: `forward_kl` (Rusu et al.'s policy distil
 `nll` (behaviour cloning of the teacher's actions), `reverse_kl`; sequences become the states an actor visits.
 Methods: off-policy KD on teacher-visited states, DAgger on student-visited states (teacher mixed in by a beta
 schedule), `hybrid` (refined policy distillation: PPO on the reward + a KD term), `tree` (a decision tree by
-DAgger-style aggregation). Teachers are stable-baselines3 PPO models; environments are gymnasium's.
+DAgger-style aggregation), and on Box actions the readable `linear` and `polynomial` students. Teachers are
+stable-baselines3 models (PPO/A2C on discrete actions; SAC, TD3 and PPO with VecNormalize on Box actions, read
+through the action heads of heads.py); environments are gymnasium's (MuJoCo's through the mujoco package).
 """
 
 from __future__ import annotations
 
 from distillrl.errors import UserError
 
-CONTROL_EXTRA = "gymnasium, stable-baselines3 and scikit-learn"
+CONTROL_EXTRA = "gymnasium (with mujoco for the MuJoCo envs), stable-baselines3 and scikit-learn"
 
 
 def require_control_dependencies() -> None:

@@ -9,21 +9,42 @@ from typing import Callable
 import gymnasium
 import numpy as np
 
+from distillrl.control.actions import ActionMap
 from distillrl.errors import UserError
 
-Actor = Callable[[np.ndarray], np.ndarray]  # observations [n, obs_dim] -> actions [n]
+Actor = Callable[[np.ndarray], np.ndarray]  # observations [n, obs_dim] -> actions [n] (Discrete) or [n, d] (Box)
+
+
+class BoxActions(gymnasium.vector.VectorActionWrapper):
+    """Actors act in the normalised box [-1, 1]^d; the shared ActionMap unscales to the env's bounds and clips."""
+
+    def __init__(self, env: gymnasium.vector.VectorEnv):
+        super().__init__(env)
+        self.action_map = ActionMap(env.single_action_space.low, env.single_action_space.high)
+        self.single_action_space = gymnasium.spaces.Box(-1.0, 1.0, env.single_action_space.shape, np.float32)
+        self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, env.num_envs)
+
+    def actions(self, actions: np.ndarray) -> np.ndarray:
+        return self.action_map.unscale(actions)
 
 
 def make_vector_env(env_id: str, num_envs: int, seed: int) -> gymnasium.vector.VectorEnv:
-    """`num_envs` copies of `env_id` stepping in lockstep; a finished episode resets in the same step."""
+    """`num_envs` copies of `env_id` stepping in lockstep; a finished episode resets in the same step. A Box
+    action space is seen as the normalised box [-1, 1]^d (BoxActions)."""
     try:
         envs = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                                   vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP})  # fmt: skip
-    except gymnasium.error.Error as error:
+    except (gymnasium.error.Error, ImportError) as error:  # ImportError: a MuJoCo env without the mujoco package
         raise UserError(f"env: cannot make {env_id!r} ({error})") from error
-    if not isinstance(envs.single_action_space, gymnasium.spaces.Discrete):
-        raise UserError(f"env: {env_id} has a {type(envs.single_action_space).__name__} action space; "
-                         "policy distillation here needs discrete actions")  # fmt: skip
+    if not isinstance(envs.single_observation_space, gymnasium.spaces.Box):
+        raise UserError(f"env: {env_id} has a {type(envs.single_observation_space).__name__} observation space; "
+                        "policy distillation here needs a Box of observations")  # fmt: skip
+    space = envs.single_action_space
+    if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1 and np.isfinite([space.low, space.high]).all():
+        envs = BoxActions(envs)
+    elif not isinstance(space, gymnasium.spaces.Discrete):
+        raise UserError(f"env: {env_id} has a {type(space).__name__} action space; policy distillation here needs "
+                        "Discrete actions or a bounded one-dimensional Box")  # fmt: skip
     envs.reset(seed=seed)
     envs.action_space.seed(seed)
     return envs
@@ -34,7 +55,7 @@ class Transitions:
     """What an actor did for `n` steps in each of the environments, flattened to [steps * num_envs]."""
 
     states: np.ndarray  # [S, obs_dim] the state acted in
-    actions: np.ndarray  # [S]
+    actions: np.ndarray  # [S] (Discrete) or [S, d] (Box, in the normalised box)
     rewards: np.ndarray  # [S]
     dones: np.ndarray  # [S] the episode ended at this step (terminated or truncated)
     terminated: np.ndarray  # [S] ended by the task (no bootstrapping), not by the time limit
