@@ -26,15 +26,7 @@ from typer.testing import CliRunner
 import distillrl.checkpoint as checkpoint
 from distillrl.checkpoint import list_checkpoints
 from distillrl.cli import app
-
-TINY = """\
-output_dir: {out}
-rollout: {{prompts_per_step: 4, group_size: 2, max_new_tokens: 16}}
-optim: {{steps: 2, lr: 0.002}}
-eval: {{every: 0, num_prompts: 4, max_new_tokens: 16}}
-checkpoint: {{every: 1, keep: 2}}
-tensorboard: false
-"""
+from test_bad_inputs import TINY  # the same 2-step run
 
 
 def config(root: Path, out: Path | str) -> str:

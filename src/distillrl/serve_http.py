@@ -242,19 +242,19 @@ def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, 
     async def models() -> Response:
         return Response(json.dumps(teacher.models()).encode(), media_type="application/json")
 
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        with worker.admitted():
-            data = await read_body(request, limits)
-            answer = await worker.run(run_model, teacher.completions, data, request.state)
-        return Response(answer, media_type="application/json")
+    def model_route(path: str, answer_of) -> None:
+        """POST `path`: admitted to the queue, the body read under its deadline, `answer_of(body)` on the worker."""
 
-    @app.post("/tokenize")
-    async def tokenize(request: Request) -> Response:
-        with worker.admitted():
-            data = await read_body(request, limits)
-            answer = await worker.run(run_model, teacher.tokenize, data, request.state)
-        return Response(answer, media_type="application/json")
+        async def route(request: Request) -> Response:
+            with worker.admitted():
+                data = await read_body(request, limits)
+                answer = await worker.run(run_model, answer_of, data, request.state)
+            return Response(answer, media_type="application/json")
+
+        app.add_api_route(path, route, methods=["POST"])
+
+    model_route("/v1/completions", teacher.completions)
+    model_route("/tokenize", teacher.tokenize)
 
     return Gate(app, api_key, log)
 
