@@ -21,7 +21,7 @@ from distillrl.bench.speed_setup import save_bench_models
 from distillrl.bench.speed_spec import SETTINGS
 from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.rollout.engines import build_engine
-from distillrl.runtime import synchronize
+from distillrl.run.runtime import synchronize
 
 
 def main() -> None:

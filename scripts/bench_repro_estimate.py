@@ -35,8 +35,8 @@ def step_seconds(ctx: BenchContext, name: str, settings: dict, base: dict, steps
 
 def eval_seconds() -> float:
     from distillrl.config import TaskConfig
-    from distillrl.evaluate import evaluate
     from distillrl.models.loading import load_causal_lm, load_tokenizer
+    from distillrl.run.evaluate import evaluate
     from distillrl.tasks import build_task
 
     task = build_task(TaskConfig.model_validate(HARD_RUN["task"]))

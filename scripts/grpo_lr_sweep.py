@@ -22,8 +22,9 @@ from pathlib import Path
 
 def build_one(out: Path, base: Path, task: str, level: str, lr: float, steps: int, seed: int) -> None:
     """One GRPO stage from `base` (copied into `out` as the zoo base), through build_zoo."""
-    from distillrl.models import zoo
-    from distillrl.models.zoo import GRPO_STAGE, Stage, ZooModel, build_zoo
+    from distillrl.zoo import recipes as zoo
+    from distillrl.zoo.build import build_zoo
+    from distillrl.zoo.recipes import GRPO_STAGE, Stage, ZooModel
 
     name = f"grpo-{task}-{level}-lr{lr:g}"
     if not (out / "base" / "config.json").exists():

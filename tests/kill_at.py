@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 
 import distillrl.report.metrics as metrics
-import distillrl.trainer as trainer
+import distillrl.run.trainer as trainer
 from distillrl.cli import app
-
 
 SIGNALS = {"": [signal.SIGKILL], "TERM": [signal.SIGTERM], "INT": [signal.SIGINT],
            "TERMx2": [signal.SIGTERM, signal.SIGTERM]}  # fmt: skip

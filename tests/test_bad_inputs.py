@@ -547,7 +547,7 @@ def stored_teacher(tmp_path_factory) -> Path:
     """zoo:teacher's scores (top 5) of four arith problems with their solutions: a `distillrl teacher cache`."""
     import random
 
-    from distillrl.scoring.cache import write_teacher_cache
+    from distillrl.run.teacher_cache import write_teacher_cache
     from distillrl.tasks import ArithTask
 
     root = tmp_path_factory.mktemp("stored")

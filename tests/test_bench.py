@@ -4,11 +4,10 @@ import json
 import math
 import random
 import re
+from pathlib import Path
 
 import pytest
 import torch
-from pathlib import Path
-
 from typer.testing import CliRunner
 
 from distillrl.bench import sweep
@@ -25,18 +24,18 @@ from distillrl.bench.experiments.strong_to_weak import rule_three
 from distillrl.bench.methods import STEPS
 from distillrl.bench.report import RULES, Claim, ExperimentResult, Table, mean_std, render_report
 from distillrl.bench.repro import check_out_dir
-from distillrl.config import TrainConfig
-from distillrl.errors import UserError
 from distillrl.cli import app
-from distillrl.evaluate import token_entropy
-from distillrl.forking import inspect_samples, render_html
+from distillrl.config import TrainConfig
+from distillrl.core.errors import UserError
 from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.models.roles import load_models
+from distillrl.report.forking import inspect_samples, render_html
 from distillrl.rollout.hf_generate import generate
-from distillrl.rollout.sources import sample_sequences
+from distillrl.run.evaluate import token_entropy
+from distillrl.run.roles import load_models
+from distillrl.run.sources import sample_sequences
+from distillrl.run.trainer import train
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.tasks import build_task
-from distillrl.trainer import train
 
 
 def test_quick_refuses_a_folder_holding_full_results_and_accepts_a_quick_one(tmp_path):
@@ -132,7 +131,7 @@ def test_teacher_samples_come_from_the_teacher_of_each_prompts_domain(tiny_confi
 
 
 def test_eval_cache_reuses_the_evaluations_of_unchanged_checkpoints(tiny_config, tmp_path, monkeypatch):
-    import distillrl.trainer as trainer
+    import distillrl.run.trainer as trainer
 
     calls = []
     real = trainer.evaluate

@@ -4,13 +4,13 @@ import random
 
 import pytest
 import torch
+from user_models import tiny_decoder
 
 from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.rollout.engines import HFEngine
 from distillrl.rollout.static_engine import StaticCacheEngine
 from distillrl.scoring.forward import completion_logits
-from distillrl.rollout.sequences import encode_pairs
-from user_models import tiny_decoder
+from distillrl.text.sequences import encode_pairs
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -72,7 +72,7 @@ def test_opd_trains_on_the_gpu(tiny_config, teacher_device):
     One seed in three is allowed to end on a late spike: measured on an H200 (scripts in the closing note of
     issue 15), seeds 0-2 ended at 7.68 / 3.07 / 1.81 (teacher on the CPU) and 2.32 / 8.21 / 1.50 (on the GPU)
     from 7.30, and the CPU's own bf16 run spikes the same way (9.09 at step 8, then 1.45)."""
-    from distillrl.trainer import train
+    from distillrl.run.trainer import train
 
     results = []
     for seed in range(3):
@@ -85,10 +85,10 @@ def test_opd_trains_on_the_gpu(tiny_config, teacher_device):
 
 
 def test_bf16_first_step_ratio_is_exactly_one_on_the_gpu(tiny_config):
-    from distillrl import runtime
-    from distillrl.models.roles import load_models
-    from distillrl.rollout.sources import sample_sequences
-    from distillrl.scoring.signals import score_rollout
+    from distillrl.run import runtime
+    from distillrl.run.roles import load_models
+    from distillrl.run.signals import score_rollout
+    from distillrl.run.sources import sample_sequences
     from distillrl.tasks import build_task
 
     config = tiny_config(device="cuda")  # precision auto: bf16 on a GPU

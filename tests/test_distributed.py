@@ -25,9 +25,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from distillrl.config import ConfigError, load_config
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 from distillrl.report.metrics import read_metrics
-from distillrl.trainer import train
+from distillrl.run.trainer import train
 
 KILL_AT = Path(__file__).resolve().parent / "kill_at.py"
 FIXED_SEQUENCES = """\

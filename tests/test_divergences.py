@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.divergences import Divergence, jsd_per_token, skew_kl_per_token
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.topk import topk_with_tail

@@ -1,11 +1,11 @@
 """Rollout engines: the static engine matches transformers' generate (greedy exactly, sampling in distribution)."""
 
 import torch
+from user_models import tiny_decoder
 
 from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.rollout.engines import HFEngine, build_engine, resolve_engine
 from distillrl.rollout.static_engine import StaticCacheEngine, batch_bucket, prompt_bucket, sample_from_logits
-from user_models import tiny_decoder
 
 PROMPTS = [f"{a}+{b}*{c}=" for a in range(4) for b in range(3) for c in (2, 7)] + ["1=", "9-8+7-6+5-4+3-2="]
 

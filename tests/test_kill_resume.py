@@ -19,9 +19,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from distillrl.checkpoint import list_checkpoints
 from distillrl.cli import app
 from distillrl.report.metrics import read_metrics
+from distillrl.run.checkpoint import list_checkpoints
 
 TINY = """\
 output_dir: {out}

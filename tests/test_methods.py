@@ -12,15 +12,15 @@ from typer.testing import CliRunner
 from distillrl.cli import app
 from distillrl.config import load_config
 from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.models.roles import load_models
 from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
-from distillrl.rollout.sources import sample_sequences
 from distillrl.rollout.speculative import speculative_choice, speculative_generate
+from distillrl.run.roles import load_models
+from distillrl.run.signals import RoutingError, route_to_teachers, score_rollout
+from distillrl.run.sources import sample_sequences
+from distillrl.run.trainer import train
 from distillrl.scoring.forward import completion_logits
-from distillrl.scoring.signals import RoutingError, route_to_teachers, score_rollout
 from distillrl.tasks import Problem, build_task
-from distillrl.trainer import train
 
 RECIPES = sorted(Path(__file__).resolve().parent.parent.joinpath("configs").glob("*.yaml"))
 SMALL = ["optim.steps=2", "rollout.prompts_per_step=4", "rollout.max_new_tokens=24", "eval.every=0",
@@ -118,7 +118,7 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the error")
 
-    monkeypatch.setattr("distillrl.trainer.load_models", refuse)
+    monkeypatch.setattr("distillrl.run.trainer.load_models", refuse)
 
 
 def test_impossible_runs_fail_before_any_model_loads(tmp_path, no_model_loading):
@@ -182,7 +182,7 @@ def test_lora_reference_is_the_adapter_disabled_base_and_stays_frozen(tiny_confi
 
 def test_ppo_epochs_and_minibatches_reuse_the_recorded_old_policy(tiny_config):
     from distillrl.objectives import build_objective
-    from distillrl.trainer import update_policy
+    from distillrl.run.trainer import update_policy
 
     config = tiny_config(objective={"name": "grpo"}, rollout={"group_size": 4}, optim={"epochs": 2, "minibatches": 2, "lr": 1e-2})
     built = build_objective(config.objective)

@@ -3,9 +3,9 @@ stops naming the step, after skipping up to `optim.skip_nonfinite_steps` such st
 
 import pytest
 
-from distillrl.checkpoint import list_checkpoints
 from distillrl.report.metrics import read_metrics
-from distillrl.trainer import NonFiniteStep, train
+from distillrl.run.checkpoint import list_checkpoints
+from distillrl.run.trainer import NonFiniteStep, train
 
 
 def test_nonfinite_steps_are_skipped_up_to_the_limit_then_the_run_stops(tiny_config):

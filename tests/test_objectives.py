@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.reverse_kl import SampledReverseKL, full_reverse_kl, importance_sampled_loss
 from distillrl.objectives.sft import SFT
 from distillrl.scoring.logits import ChunkedLogits

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
-from distillrl.rollout.sequences import encode_pairs
-from distillrl.scoring.forward import completion_logits
 from user_models import tiny_decoder
+
+from distillrl.scoring.forward import completion_logits
+from distillrl.text.sequences import encode_pairs
 
 PROMPTS = ["3+4=", "12*3-7=", "1=", "9-8+7-6="]
 COMPLETIONS = ["3+4=7;#7", "1", "1;#1 and more words here", "2;#2"]

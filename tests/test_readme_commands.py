@@ -8,15 +8,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_cli import SMALL
+from test_zoo import TINY as TINY_ZOO
 from typer.testing import CliRunner
 
 from distillrl import cli
 from distillrl.bench import sweep
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.bench.report import ExperimentResult
-from distillrl.models import zoo
-from test_cli import SMALL
-from test_zoo import TINY as TINY_ZOO
+from distillrl.models import zoo_paths
+from distillrl.zoo import recipes
 
 ROOT = Path(__file__).resolve().parent.parent
 README_TEXT = (ROOT / "README.md").read_text()
@@ -78,11 +79,11 @@ def run_export(folder: Path, monkeypatch) -> None:
 
 
 def run_zoo_build(folder: Path, monkeypatch) -> None:
-    monkeypatch.setattr(zoo, "ZOO", TINY_ZOO)  # at a small size
+    monkeypatch.setattr(recipes, "ZOO", TINY_ZOO)  # at a small size
     monkeypatch.setattr(cli, "ZOO", TINY_ZOO)
     result = invoke("zoo", "build")  # default arguments: runs/zoo, never the shipped models
     assert (folder / "runs/zoo/tiny-rl/model.safetensors").exists() and "runs/zoo/tiny-rl" in result.output
-    monkeypatch.setattr(zoo, "ZOO_DIR", folder / "runs/zoo")  # as if shipped
+    monkeypatch.setattr(zoo_paths, "ZOO_DIR", folder / "runs/zoo")  # as if shipped
     result = invoke("zoo", "build", "--only", "tiny-rl", "--out", "elsewhere")  # its base is not in elsewhere/
     assert (folder / "elsewhere/tiny-rl/config.json").exists() and not (folder / "elsewhere/tiny-base").exists()
     assert "(from" + str(folder / "runs/zoo/tiny-base") in "".join(result.output.split())  # rich may fold a long path

@@ -21,21 +21,21 @@ from pathlib import Path
 import pytest
 import torch
 from typer.testing import CliRunner
+from user_models import save_decoder
 
 from distillrl.cli import app
 from distillrl.config import ConfigError, load_config
 from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.models.roles import FrozenScorer
 from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
-from distillrl.rollout.sequences import Sequences, encode_pairs
+from distillrl.run.trainer import train
+from distillrl.scoring.frozen import FrozenScorer
 from distillrl.scoring.remote import RemoteTeacher, ServerError
 from distillrl.scoring.teachers import LocalTeacher
-from distillrl.serve import TeacherModel
-from distillrl.serve_http import TeacherServer, bind
+from distillrl.serve.http import TeacherServer, bind
+from distillrl.serve.teacher_model import TeacherModel
 from distillrl.tasks import ArithTask
-from distillrl.trainer import train
-from user_models import save_decoder
+from distillrl.text.sequences import Sequences, encode_pairs
 
 
 def start_server(model: str, port: int = 0) -> tuple[subprocess.Popen, str]:

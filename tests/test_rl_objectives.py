@@ -6,12 +6,18 @@ import statistics
 import pytest
 import torch
 
-from distillrl.batch import Batch
-from distillrl.objectives import build_objective
 from distillrl.config import ObjectiveConfig
+from distillrl.objectives import build_objective
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.gopd import GOPD
 from distillrl.objectives.hybrid import Hybrid
-from distillrl.objectives.policy_gradient import PolicyGradient, clipped_surrogate, group_advantages, k3_kl, rlad_log_ratio
+from distillrl.objectives.policy_gradient import (
+    PolicyGradient,
+    clipped_surrogate,
+    group_advantages,
+    k3_kl,
+    rlad_log_ratio,
+)
 from distillrl.objectives.reverse_kl import SampledReverseKL
 from distillrl.scoring.logits import ChunkedLogits
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bad_inputs import TINY  # the same 2-step run
 from typer.testing import CliRunner
 
-import distillrl.checkpoint as checkpoint
-from distillrl.checkpoint import list_checkpoints
+import distillrl.run.checkpoint as checkpoint
 from distillrl.cli import app
-from test_bad_inputs import TINY  # the same 2-step run
+from distillrl.run.checkpoint import list_checkpoints
 
 
 def config(root: Path, out: Path | str) -> str:

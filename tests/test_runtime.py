@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from distillrl import runtime
 from distillrl.config import ConfigError, load_config
+from distillrl.run import runtime
 
 
 def test_auto_is_the_cpu_without_a_gpu(monkeypatch):
@@ -60,10 +60,10 @@ def test_bf16_first_step_ratio_is_exactly_one(tiny_config):
     """pi_old (scored at rollout) and pi_theta (the update's forward) run under one precision: rho = 1 at step 1."""
     import random
 
-    from distillrl.models.roles import load_models
-    from distillrl.rollout.sources import sample_sequences
+    from distillrl.run.roles import load_models
+    from distillrl.run.signals import score_rollout
+    from distillrl.run.sources import sample_sequences
     from distillrl.scoring.forward import completion_logits
-    from distillrl.scoring.signals import score_rollout
     from distillrl.tasks import build_task
 
     config = tiny_config(precision="bf16", device="cpu")

@@ -20,14 +20,14 @@ import time
 
 import pytest
 import torch
-
-from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.models.roles import FrozenScorer
-from distillrl.rollout.sequences import encode_pairs
-from distillrl.scoring.remote import RemoteTeacher, ServerError
-from distillrl.scoring.teachers import LocalTeacher
 from test_remote_teacher import scored
 from user_models import save_user_model
+
+from distillrl.models.loading import load_causal_lm, load_tokenizer
+from distillrl.scoring.frozen import FrozenScorer
+from distillrl.scoring.remote import RemoteTeacher, ServerError
+from distillrl.scoring.teachers import LocalTeacher
+from distillrl.text.sequences import encode_pairs
 
 KEY = "s3cret-key"
 PADDED_ROWS = 64

@@ -7,9 +7,8 @@ from transformers import AutoTokenizer
 
 from distillrl.models.tokenizer import build_char_tokenizer
 from distillrl.tasks.arith import ArithDifficulty, ArithTask, answer_of
-from distillrl.tasks.base import is_test_prompt
+from distillrl.tasks.base import Problem, extract_final_answer, is_test_prompt
 from distillrl.tasks.lists import ListsTask
-from distillrl.tasks.base import Problem, extract_final_answer
 from distillrl.tasks.prompts import DatasetError, PromptsTask, load_problems
 
 

@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 
 from distillrl.cli import app
 from distillrl.config import ConfigError, load_config
-from distillrl.files import current_umask
+from distillrl.core.files import current_umask
 from distillrl.models.loading import load_causal_lm, resolve_model_path
 from distillrl.report.metrics import read_metrics
+from distillrl.run.trainer import train
 from distillrl.scoring.cache import CacheError, StoredTeacher
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.topk import narrow_topk, topk_with_tail
 from distillrl.tasks import ArithTask
-from distillrl.trainer import train
 
 TOP_K = 5
 

@@ -9,14 +9,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from distillrl.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint, save_final_model
-from distillrl.evaluate import evaluate
 from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer, resolve_model_path
 from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
+from distillrl.run.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint, save_final_model
+from distillrl.run.evaluate import evaluate
+from distillrl.run.trainer import lr_multiplier, train
 from distillrl.tasks import ArithTask
-from distillrl.trainer import lr_multiplier, train
-
 
 DISTILLATION_METHODS = {
     "opd_sampled": ({"name": "reverse_kl", "fidelity": "sampled"}, {}),
@@ -176,10 +175,10 @@ class RecordingOptimizer:
 def test_gradient_accumulation_matches_one_big_batch(tiny_config, objective):
     """Micro-batches normalised by the step's total token count give the full batch's gradient."""
     from distillrl.objectives import build_objective
-    from distillrl.rollout.sources import sample_sequences
-    from distillrl.scoring.signals import score_rollout
+    from distillrl.run.signals import score_rollout
+    from distillrl.run.sources import sample_sequences
+    from distillrl.run.trainer import load_models, update_policy
     from distillrl.tasks import build_task
-    from distillrl.trainer import load_models, update_policy
 
     config = tiny_config(objective=objective, rollout={"group_size": 4})
     built = build_objective(config.objective)

@@ -9,21 +9,27 @@ import warnings
 import pytest
 import torch
 from transformers import GenerationConfig
+from user_models import CHATML_TEMPLATE, CORPUS, bpe_tokenizer, save_user_model, user_model
 
 from distillrl.config import TaskConfig, TrainConfig
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 from distillrl.models.loading import load_causal_lm, load_tokenizer
-from distillrl.rollout.chat import (ChatFormat, TemplateMismatch, check_end_of_turn, end_of_turn_id, prompt_text,
-                                    stop_token_ids)
+from distillrl.objectives import build_objective
 from distillrl.rollout.engines import HFEngine
-from distillrl.rollout.sequences import encode_pairs, encode_prompts, join_prompts_and_completions
 from distillrl.rollout.static_engine import StaticCacheEngine
+from distillrl.run.trainer import check_before_loading, train
 from distillrl.tasks import build_task
 from distillrl.tasks.base import Problem
 from distillrl.tasks.rewards import AnswerVerifier
-from distillrl.trainer import check_before_loading, train
-from distillrl.objectives import build_objective
-from user_models import CHATML_TEMPLATE, CORPUS, bpe_tokenizer, save_user_model, user_model
+from distillrl.text.chat import (
+    ChatFormat,
+    TemplateMismatch,
+    check_end_of_turn,
+    end_of_turn_id,
+    prompt_text,
+    stop_token_ids,
+)
+from distillrl.text.sequences import encode_pairs, encode_prompts, join_prompts_and_completions
 
 QWEN3_THINKING = (  # the part of Qwen3's template that enable_thinking switches
     CHATML_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n{% if enable_thinking is "
@@ -60,7 +66,7 @@ def test_messages_and_template_kwargs_render_through_the_students_template():
                     "<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert not prompt_text(tokenizer, conversation).endswith("</think>\n\n")
     config = TrainConfig.model_validate({"task": {"chat_template_kwargs": {"enable_thinking": False}}})
-    from distillrl.models.roles import chat_format
+    from distillrl.run.roles import chat_format
 
     assert chat_format(config).template_kwargs == {"enable_thinking": False}
 
@@ -179,7 +185,7 @@ def test_a_messages_file_trains_and_the_student_stops_at_its_end_of_turn(tmp_pat
             length = int(kept.sum())
             assert completion[length - 1] == im_end and kept[:length].all() and not kept[length:].any()
             assert (completion[length:] == tokenizer.pad_token_id).all()
-    monkeypatch.setattr("distillrl.rollout.chat.end_of_turn_id", lambda tokenizer: None)  # as before the fix
+    monkeypatch.setattr("distillrl.text.chat.end_of_turn_id", lambda tokenizer: None)  # as before the fix
     unstopped = HFEngine(trained, tokenizer).generate(prompts, 1, 0.0, 16)
     assert unstopped.completion_lengths.tolist() == [16] * len(prompts)  # it would run on past <|im_end|>
 
@@ -255,7 +261,7 @@ def test_prompt_lengths_are_checked_against_every_models_context(tmp_path):
         check_before_loading(refused, build_task(refused.task), build_objective(refused.objective))
     cut = config(truncate="left")
     check_before_loading(cut, build_task(cut.task), build_objective(cut.objective))
-    from distillrl.models.roles import chat_format
+    from distillrl.run.roles import chat_format
 
     chat = chat_format(cut)
     tokenizer = load_tokenizer(student)
@@ -280,7 +286,7 @@ def test_eval_renders_as_the_run_trained_unless_told_otherwise(tmp_path):
     from typer.testing import CliRunner
 
     from distillrl.cli import app
-    from distillrl.eval_setup import EvalOptions, eval_setup
+    from distillrl.run.eval_setup import EvalOptions, eval_setup
 
     run = tmp_path / "run"
     run.mkdir()
@@ -441,7 +447,7 @@ def test_the_readme_example_scores_its_own_answers_trains_and_evaluates_from_the
 
 
 def test_eval_of_a_run_directory_takes_its_task_lengths_and_verifier_unless_told_otherwise(tmp_path):
-    from distillrl.eval_setup import EvalOptions, eval_setup
+    from distillrl.run.eval_setup import EvalOptions, eval_setup
 
     data = tmp_path / "test.jsonl"
     data.write_text('{"question": "What is 6 times 7?", "final": "42"}\n')

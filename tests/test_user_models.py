@@ -15,12 +15,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
+from user_models import CORPUS, bpe_tokenizer, save_model, save_user_model, user_model
 
-from distillrl import runtime
 from distillrl.cli import app
 from distillrl.config import TaskConfig, TrainConfig
-from distillrl.errors import UserError
-from distillrl.files import current_umask
+from distillrl.core.errors import UserError
+from distillrl.core.files import current_umask
 from distillrl.models.export import export_model
 from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokenizer
 from distillrl.models.vocabulary import check_same_vocabulary, vocabulary_difference
@@ -28,12 +28,12 @@ from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
 from distillrl.rollout.sampling import Truncation, truncate_logits
 from distillrl.rollout.static_engine import StaticCacheEngine, sample_from_logits
+from distillrl.run import runtime
+from distillrl.run.trainer import train
 from distillrl.scoring.forward import completion_logits, output_head
 from distillrl.tasks import build_task
 from distillrl.tasks.base import Problem, exact_match_reward
 from distillrl.tasks.rewards import AnswerVerifier, DataWarning, RewardError
-from distillrl.trainer import train
-from user_models import CORPUS, bpe_tokenizer, save_model, save_user_model, user_model
 
 PROMPTS = ["What is 12 plus 30?", "What is the capital of France?", "Half of seven is?", "Simplify x+1.",
            "Compute 7 times 6.", "Let us think step by step.", "Numbers: 0 1 2 3", "The quick brown fox"]  # fmt: skip
@@ -371,9 +371,9 @@ def test_grpo_warns_once_when_every_group_has_equal_rewards(models_dir, tmp_path
 
 
 def test_bf16_loads_frozen_models_in_bf16_and_the_first_ratio_is_exactly_one(models_dir, tmp_path):
-    from distillrl.models.roles import load_models
-    from distillrl.rollout.sources import sample_sequences
-    from distillrl.scoring.signals import score_rollout
+    from distillrl.run.roles import load_models
+    from distillrl.run.signals import score_rollout
+    from distillrl.run.sources import sample_sequences
 
     run = config(models_dir, tmp_path / "run", precision="bf16", objective={"name": "gopd"})
     models = load_models(run, needs_reference=True)

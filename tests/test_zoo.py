@@ -3,8 +3,9 @@
 import pytest
 from safetensors.torch import load_file
 
-from distillrl.models import zoo
-from distillrl.models.zoo import Stage, ZooModel, build_zoo, describe_build_record, read_build_record, stage_config
+from distillrl.zoo import recipes as zoo
+from distillrl.zoo.build import build_zoo, stage_config
+from distillrl.zoo.recipes import Stage, ZooModel, describe_build_record, read_build_record
 
 TINY = {  # a base by SFT and a model that starts from it by GRPO, small enough to build in seconds
     "tiny-base": ZooModel("tiny-base", "1 layer x 16: SFT", stages=(Stage(steps=3, lr=1e-2, warmup_steps=1),),
@@ -64,7 +65,7 @@ def test_the_shipped_hard_teachers_gain_over_their_base_on_held_out_hard_prompts
     from typer.testing import CliRunner
 
     from distillrl.cli import app
-    from distillrl.models.zoo import ZOO_DIR
+    from distillrl.models.zoo_paths import ZOO_DIR
 
     teacher = f"hard-teacher-{domain}"
     record = read_build_record(ZOO_DIR / teacher)
@@ -90,7 +91,8 @@ def test_eval_refuses_an_unknown_level():
 
 def test_every_shipped_model_has_a_build_record_and_each_hard_teacher_gains_a_tenth():
     """`zoo list` shows a held-out accuracy for every model; the RL teachers with a real gain are the hard bed's."""
-    from distillrl.models.zoo import ZOO, ZOO_DIR
+    from distillrl.models.zoo_paths import ZOO_DIR
+    from distillrl.zoo.recipes import ZOO
 
     records = {name: read_build_record(ZOO_DIR / name) for name in ZOO}
     assert all(record is not None for record in records.values()), [n for n, r in records.items() if r is None]

@@ -21,9 +21,10 @@ from typer.core import TyperGroup
 
 from distillrl.bench.experiments import EXPERIMENTS
 from distillrl.config import load_config
-from distillrl.errors import UserError
-from distillrl.interrupts import RunStopped
-from distillrl.models.zoo import ZOO, ZOO_DIR
+from distillrl.core.errors import UserError
+from distillrl.core.interrupts import RunStopped
+from distillrl.models.zoo_paths import ZOO_DIR
+from distillrl.zoo.recipes import ZOO
 
 DEBUG = "distillrl.debug"  # ctx.meta key: show tracebacks instead of one-line errors
 
@@ -116,8 +117,8 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """On-policy distillation from the shipped teacher into the shipped student-base on `arith`."""
-    from distillrl.files import write_text_atomic
-    from distillrl.trainer import train
+    from distillrl.core.files import write_text_atomic
+    from distillrl.run.trainer import train
 
     config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
     started = time.perf_counter()
@@ -150,7 +151,7 @@ def train_command(
 ) -> None:
     """Train with a YAML recipe; the trained model is saved to OUTPUT_DIR/final."""
     from distillrl.config import load_config
-    from distillrl.trainer import train
+    from distillrl.run.trainer import train
 
     summary = train(load_config(config_path, set_), resume=resume, overwrite=overwrite)
     if summary is None:  # a rank other than 0 of a data-parallel run: rank 0 reports
@@ -193,50 +194,16 @@ def eval_command(
         "rollout.stop_strings, else none)"),
 ) -> None:
     """Evaluate a model on held-out prompts (a run directory: on the run's own task, as it evaluated itself)."""
-    from distillrl.eval_setup import EvalOptions, eval_setup
-    from distillrl.evaluate import evaluate
-    from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
-    from distillrl.models.vocabulary import check_same_vocabulary
-    from distillrl.rollout.chat import check_end_of_turn, check_teacher_template
-    from distillrl.rollout.engines import HFEngine
-    from distillrl.runtime import frozen_dtype
-    from distillrl.tasks import build_task
-    from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
-    from distillrl.tasks.rewards import RewardError, check_eval_answers, check_task_answers
+    from distillrl.run.eval_setup import EvalOptions
+    from distillrl.run.model_eval import evaluate_model
 
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision {precision}: use fp32 or bf16")
     options = EvalOptions(task, level, n, max_new_tokens, answer_format, answer_tag, answer_match, reward, columns,
                           chat_template_kwargs, stop_string or [])  # fmt: skip
-    context = max_positions(model_config(model))
-    setup = eval_setup(model, options, context)
-    try:
-        task_object = build_task(setup.task)
-    except RewardError as error:  # named as the option that gave it
-        if reward is None:
-            raise
-        raise UserError(f"--reward: {str(error).removeprefix('task.reward: ')}") from None
-    problems = task_object.test_problems(setup.num_prompts)
-    check_eval_answers(task_object, setup.num_prompts)
-    tokenizer = load_tokenizer(model)
-    check_end_of_turn(tokenizer, f"--model {model}")
-    located = task_object.located_prompts(setup.num_prompts)
-    check_prompts_fit(located, tokenizer, f"--model {model}", context, setup.max_new_tokens, setup.chat)
-    check_task_answers(task_object, tokenizer, trained=False, stop_strings=setup.chat.stop_strings)
-    if teacher:
-        check_same_vocabulary(model, teacher, "--teacher")
-        check_teacher_template(tokenizer, load_tokenizer(teacher), setup.chat, model, teacher, "--teacher")
-        check_prompts_fit(located, tokenizer, f"--teacher {teacher}", max_positions(model_config(teacher)),
-                          setup.max_new_tokens, setup.chat)  # fmt: skip
-    student = load_causal_lm(model, dtype=frozen_dtype(precision))
-    teacher_model = load_causal_lm(teacher, dtype=frozen_dtype(precision)) if teacher else None
-    with console.status(f"evaluating {model} on {len(problems)} prompts"):
-        metrics = evaluate(student, tokenizer, task_object, problems, teacher_model, temperature, setup.max_new_tokens,
-                           batch_size, precision, HFEngine(student, tokenizer, batch_size, setup.chat))  # fmt: skip
-    table = Table(title=f"{model} on {setup.source} ({len(problems)} prompts)")
+    result = evaluate_model(model, options, teacher, temperature, precision, batch_size, console.status)
+    table = Table(title=f"{model} on {result.setup.source} ({result.num_prompts} prompts)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in metrics.items():
+    for name, value in result.metrics.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
 
@@ -263,7 +230,7 @@ def zoo_build(
 ) -> None:
     """Train the built-in models from scratch on the CPU (seeded). A model that starts from another one (e.g.
     teacher from teacher-base) takes it from OUT when built there, else the shipped one."""
-    from distillrl.models.zoo import build_zoo
+    from distillrl.zoo.build import build_zoo
 
     unknown = [name for name in only if name not in ZOO]
     if unknown:
@@ -283,7 +250,7 @@ def zoo_build(
 def zoo_list() -> None:
     """The built-in models, their size, held-out accuracy at build time (and their base's) and where they are."""
     from distillrl.models.loading import count_parameters, load_causal_lm
-    from distillrl.models.zoo import describe_build_record, read_build_record
+    from distillrl.zoo.recipes import describe_build_record, read_build_record
 
     table = Table(title="built-in models")
     for column in ("name", "parameters", "description", "held-out accuracy (greedy)", "path"):
@@ -358,14 +325,14 @@ def inspect_command(
     """Sample from the student and shade each token by its reverse KL to the teacher (forking tokens), as HTML."""
     import torch
 
-    from distillrl.files import write_text_atomic
-    from distillrl.forking import inspect_samples, render_html
+    from distillrl.core.files import write_text_atomic
     from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
     from distillrl.models.vocabulary import check_same_vocabulary
+    from distillrl.report.forking import inspect_samples, render_html
     from distillrl.tasks.arith import answer_of
     from distillrl.tasks.base import Problem, exact_match_reward
-    from distillrl.rollout.chat import PLAIN, check_end_of_turn, check_teacher_template
     from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
+    from distillrl.text.chat import PLAIN, check_end_of_turn, check_teacher_template
 
     empty = next((i for i, text in enumerate(prompt) if not text), None)
     if empty is not None:
@@ -419,8 +386,8 @@ def serve_teacher(
 ) -> None:
     """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
     from distillrl.models.loading import check_model_files
-    from distillrl.serve import TeacherModel
-    from distillrl.serve_http import ServerLimits, TeacherServer, bind
+    from distillrl.serve.http import ServerLimits, TeacherServer, bind
+    from distillrl.serve.teacher_model import TeacherModel
 
     if precision not in ("fp32", "bf16"):
         raise UserError(f"--precision {precision}: use fp32 or bf16")
@@ -451,7 +418,7 @@ def teacher_cache(
 ) -> None:
     """Score a dataset's sequences with the teacher once; `teacher.cache: OUT` trains from them with no teacher."""
     from distillrl.models.loading import check_model_files
-    from distillrl.scoring.cache import write_teacher_cache
+    from distillrl.run.teacher_cache import write_teacher_cache
 
     check_model_files(teacher)
     started = time.perf_counter()

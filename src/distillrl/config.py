@@ -13,12 +13,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from distillrl.errors import UserError, one_line
-from distillrl.files import read_utf8_text
+from distillrl.core.errors import ConfigError, UserError, one_line
+from distillrl.core.files import read_utf8_text
 from distillrl.tasks.answers import DEFAULT_TAG, check_answer_format
 from distillrl.tasks.arith import ArithDifficulty
 from distillrl.tasks.lists import ListsDifficulty
-
 
 DEVICE_SPEC = r"^(auto|cpu|cuda(:\d+)?)$"  # checked again against the machine by runtime.resolve_device
 
@@ -309,6 +308,11 @@ class WandbConfig(Strict):
 
 
 class TrainConfig(Strict):
+    """A run's whole configuration, the same from YAML (`load_config`) and from Python (`TrainConfig(**fields)`).
+
+    Every section below is a field; a bad field is a ConfigError naming it (one line per problem), never pydantic's
+    raw ValidationError."""
+
     seed: int = 0
     output_dir: str = "runs/train"
     device: str = Field("auto", pattern=DEVICE_SPEC, description="auto (a GPU when there is one), cpu, cuda, cuda:N")
@@ -330,6 +334,17 @@ class TrainConfig(Strict):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     tensorboard: bool = True
     wandb: WandbConfig | None = Field(None, description="also log metrics to Weights & Biases (the `wandb` extra)")
+
+    def __init__(self, **fields: Any):
+        try:
+            super().__init__(**fields)
+        except ValidationError as error:
+            raise ConfigError(format_validation_error(error, "TrainConfig", None, set(), type(self),
+                                                      line_numbers=False)) from None
+
+    # pydantic calls a model's own __init__ from model_validate too; marked as its base __init__ (as pydantic marks
+    # BaseModel's and RootModel's), load_config's validation keeps its ValidationError and so its YAML line numbers
+    __init__.__pydantic_base_init__ = True
 
     @property
     def teacher_list(self) -> list[TeacherConfig]:
@@ -407,10 +422,6 @@ class TrainConfig(Strict):
 COMBINATION_ERROR = re.compile(r"^(?P<field>[a-z_]+(?:\.[a-z_]+)*): (?P<message>.*)$", re.S)
 
 
-class ConfigError(UserError):
-    """A configuration error, already formatted as `file:line: field: problem`."""
-
-
 def _yaml_line(root: yaml.Node | None, loc: tuple) -> int | None:
     """1-based line of the deepest YAML node on the path `loc` (None when not in the file)."""
     node, line = root, None
@@ -442,7 +453,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def format_validation_error(error: ValidationError, source: str, root: yaml.Node | None, overridden: set[str],
-                            model: type[BaseModel]) -> str:  # fmt: skip
+                            model: type[BaseModel], line_numbers: bool = True) -> str:  # fmt: skip
+    """One `where: field: problem` line per problem: where is `source:LINE` (the field's YAML line, `line_numbers`), or
+    `--set` for a field an override gave."""
     lines = []
     for item in error.errors():
         loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
@@ -452,7 +465,7 @@ def format_validation_error(error: ValidationError, source: str, root: yaml.Node
             loc, message = loc + tuple(named["field"].split(".")), named["message"]
         field = ".".join(str(part) for part in loc) or "(top level)"
         from_set = any(key == field or key.startswith(field + ".") or field.startswith(key + ".") for key in overridden)
-        where = "--set" if from_set else f"{source}:{_yaml_line(root, loc) or 1}"
+        where = "--set" if from_set else f"{source}:{_yaml_line(root, loc) or 1}" if line_numbers else source
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(model, loc))
             message = f"unknown key (allowed here: {allowed})"
@@ -467,23 +480,31 @@ def apply_override(data: dict[str, Any], assignment: str) -> str:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment}: expected KEY=VALUE, for example optim.lr=1e-4")
     key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or one_line(error)
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({problem})") from None
+    return set_field(data, key.strip(), value, f"--set {assignment}")
+
+
+def set_field(data: dict[str, Any], key: str, value: Any, where: str) -> str:
+    """Set the dotted field `a.b.c` of nested dicts to `value` in place (sections made as needed); returns `key`."""
+    parts = key.split(".")
     target = data
     for part in parts[:-1]:
         target = target.setdefault(part, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"--set {assignment}: {part} is not a section")
-    try:
-        target[parts[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        problem = getattr(error, "problem", None) or one_line(error)
-        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({problem})") from None
-    return key.strip()
+            raise ConfigError(f"{where}: {part} is not a section")
+    target[parts[-1]] = value
+    return key
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), model: type[BaseModel] = TrainConfig):
+def load_config(path: str | Path | None, overrides: list[str] | dict[str, Any] = (),
+                model: type[BaseModel] = TrainConfig):  # fmt: skip
     """Read, override and validate a config (a TrainConfig unless `model` says otherwise); raises ConfigError
-    naming file, line and field."""
+    naming file, line and field. `overrides`: `--set` assignments (`optim.lr=1e-4`, values read as YAML) or a
+    mapping of dotted fields to Python values (`{"optim.lr": 1e-4}`)."""
     source, root, data = "(defaults)", None, {}
     if path is not None:
         source = str(path)
@@ -502,7 +523,10 @@ def load_config(path: str | Path | None, overrides: list[str] = (), model: type[
             raise ConfigError(f"{where}: invalid YAML ({problem}{column})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}:1: the config must be a mapping of sections")
-    overridden = {apply_override(data, item) for item in overrides}
+    if isinstance(overrides, dict):
+        overridden = {set_field(data, key, value, f"overrides[{key!r}]") for key, value in overrides.items()}
+    else:
+        overridden = {apply_override(data, item) for item in overrides}
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillrl.config import TrainConfig
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 from distillrl.report.metrics import read_metrics
 from distillrl.tasks.levels import MAX_NEW_TOKENS, level_task
 
@@ -114,7 +114,7 @@ class BenchContext:
 
     def train(self, experiment: str, name: str, seed: int, settings: dict, base: dict = BASE_RUN) -> Run:
         """Run `base` (BASE_RUN or HARD_RUN) + `settings` with this seed (once per name and seed in this process)."""
-        from distillrl.trainer import train
+        from distillrl.run.trainer import train
 
         data = merged(base, settings)
         if self.quick:  # a smoke test: small batches and evaluations
@@ -149,8 +149,8 @@ class BenchContext:
     def evaluate(self, model_path: str | Path, task_name: str, level: str = "standard") -> dict:
         """A checkpoint's held-out metrics on a built-in task at a level (same prompts and decoding as the runs)."""
         from distillrl.config import TaskConfig
-        from distillrl.evaluate import evaluate
         from distillrl.models.loading import load_causal_lm, load_tokenizer
+        from distillrl.run.evaluate import evaluate
         from distillrl.tasks import build_task
 
         key = json.dumps(["evaluate", str(model_path), task_name, level, self.quick])

@@ -8,7 +8,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from distillrl.files import write_text_atomic
+from distillrl.core.files import write_text_atomic
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:

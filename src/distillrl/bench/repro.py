@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,9 +16,10 @@ from rich.console import Console
 
 from distillrl.bench import sweep
 from distillrl.bench.context import BenchContext
-from distillrl.bench.experiments import EXPERIMENTS
+from distillrl.bench.experiments import EXPERIMENTS, worker_groups
 from distillrl.bench.report import PARALLEL_FILE, ExperimentResult, render_report
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
+from distillrl.core.files import write_text_atomic
 
 SWEEP = "sweep"  # `--only sweep`: the lr sweep alone
 
@@ -79,13 +83,6 @@ def run_in_workers(out_dir: Path, work_dir: Path, names: list[str], seeds: int, 
     """The sweep in `workers` processes (or its saved result), then the experiments split over `workers` child processes
     (`distillrl bench repro --only ...`, one torch thread each: on a small machine two one-thread processes train
     faster together than one two-thread process), each logging to WORK/worker-I.log; then REPORT.md of all."""
-    import os
-    import subprocess
-    import sys
-
-    from distillrl.bench.experiments import worker_groups
-    from distillrl.files import write_text_atomic
-
     saved = out_dir / "bench" / sweep.FILE
     data = obtain_sweep(bench_context(out_dir, work_dir, seeds, quick), sweep_from, workers)
     groups = worker_groups([name for name in names if name != SWEEP], workers)

@@ -33,7 +33,7 @@ from distillrl.bench.speed_setup import BenchModels, save_bench_models
 from distillrl.bench.speed_spec import SETTINGS, TRL_TOOL, Segment, SpeedSetting, distillrl_tool
 from distillrl.bench.speed_trl import import_trl, run_trl_segment
 from distillrl.config import TrainConfig
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 DISTILLRL_FULL, DISTILLRL_SAMPLED, TRL = distillrl_tool("full"), distillrl_tool("sampled"), TRL_TOOL
 PHASES = ("generation", "teacher", "student")

@@ -53,7 +53,7 @@ def distillrl_config(setting: SpeedSetting, models: BenchModels, fidelity: str, 
 
 def run_distillrl_segment(setting: SpeedSetting, models: BenchModels, fidelity: str, steps: int, seed: int,
                           run_dir: Path, round_index: int, overrides: list[str] = ()) -> Segment:  # fmt: skip
-    from distillrl.trainer import train
+    from distillrl.run.trainer import train
 
     config = distillrl_config(setting, models, fidelity, steps, seed, run_dir, overrides)
     with PeakMemory(setting.device) as peak:

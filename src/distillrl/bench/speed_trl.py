@@ -22,7 +22,7 @@ import torch
 from distillrl.bench.peak_memory import PeakMemory
 from distillrl.bench.speed_setup import BenchModels
 from distillrl.bench.speed_spec import TRL_TOOL, Segment, SpeedSetting
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 
 class TrlMissing(UserError):

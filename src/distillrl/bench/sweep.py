@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 from distillrl.bench.context import HARD_RUN, BenchContext
 from distillrl.bench.curves import ACCURACY, eval_curve
 from distillrl.bench.methods import EVAL_EVERY, STEPS, tuned
 from distillrl.bench.report import Table
-from distillrl.errors import UserError
-from distillrl.files import write_text_atomic
+from distillrl.core.errors import UserError
+from distillrl.core.files import write_text_atomic
 
 GRIDS = {
     "opd": (1e-4, 3e-4, 1e-3),

@@ -11,7 +11,7 @@ through the action heads of heads.py); environments are gymnasium's (MuJoCo's th
 
 from __future__ import annotations
 
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 CONTROL_EXTRA = "gymnasium (with mujoco for the MuJoCo envs), stable-baselines3 and scikit-learn"
 

@@ -10,7 +10,7 @@ import gymnasium
 import numpy as np
 
 from distillrl.control.actions import ActionMap
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 Actor = Callable[[np.ndarray], np.ndarray]  # observations [n, obs_dim] -> actions [n] (Discrete) or [n, d] (Box)
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from distillrl.control.actions import ActionMap
 from distillrl.control.heads import LOG_STD_RANGE, CategoricalHead, GaussianHead
 from distillrl.control.teachers import vecnormalize_path
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 from distillrl.models.loading import count_parameters
 
 BUILTIN_TEACHERS = Path(__file__).resolve().parent / "teachers"

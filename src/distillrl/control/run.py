@@ -16,7 +16,7 @@ from distillrl.control.heads import CategoricalHead, head_for
 from distillrl.control.losses import DISTRIBUTION_LOSSES
 from distillrl.control.methods import MethodResult, run_method
 from distillrl.control.policies import MLPPolicy, TeacherPolicy, resolve_teacher
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 from distillrl.models.loading import count_parameters
 
 

@@ -14,7 +14,7 @@ from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 TEACHER_ALGOS = ("ppo", "sac", "td3")
 TEACHER_NET = [64, 64]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from distillrl.errors import UserError
-from distillrl.files import apply_umask, temporary_directory
+from distillrl.core.errors import UserError
+from distillrl.core.files import apply_umask, temporary_directory
 from distillrl.models.loading import load_causal_lm, load_tokenizer, resolve_model_path
 
 

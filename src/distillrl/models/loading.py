@@ -14,9 +14,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from distillrl.checkpoint import FINAL_MODEL, latest_checkpoint
-from distillrl.errors import UserError, one_line
-from distillrl.models.zoo import ZOO_DIR
+from distillrl.core.errors import UserError, one_line
+from distillrl.models.run_paths import FINAL_MODEL, latest_checkpoint
+from distillrl.models.zoo_paths import ZOO_DIR
 
 ZOO_PREFIX = "zoo:"
 LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from distillrl.config import ConfigError
+from distillrl.core.errors import ConfigError
 from distillrl.models.loading import ZOO_PREFIX, load_causal_lm, model_config, resolve_model_path
 
 

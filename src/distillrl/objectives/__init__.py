@@ -9,7 +9,7 @@ from typing import Protocol
 
 from torch import Tensor
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.divergences import Divergence
 from distillrl.objectives.gopd import GOPD
 from distillrl.objectives.hybrid import Hybrid

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.topk import gather_with_tail
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.reverse_kl import importance_sampled_loss
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 
 
 class Hybrid:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 
 
 def group_advantages(rewards: Tensor, group_index: Tensor, eps: float = 1e-6) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from distillrl.batch import Batch
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.divergences import reverse_kl_per_token
 from distillrl.scoring.logits import ChunkedLogits
 

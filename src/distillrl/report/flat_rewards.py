@@ -8,9 +8,9 @@ not match how the student writes it) or the task is too hard (all 0) or too easy
 
 from __future__ import annotations
 
-from distillrl.batch import Batch
-from distillrl.distributed import World
+from distillrl.core.distributed import World
 from distillrl.objectives import Objective
+from distillrl.objectives.batch import Batch
 from distillrl.objectives.policy_gradient import groups_with_signal
 
 

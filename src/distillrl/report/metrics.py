@@ -7,8 +7,8 @@ import json
 import uuid
 from pathlib import Path
 
-from distillrl.errors import UserError
-from distillrl.files import write_text_atomic
+from distillrl.core.errors import UserError
+from distillrl.core.files import write_text_atomic
 
 METRICS_NAME = "metrics.jsonl"
 

@@ -14,10 +14,11 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt
 from distillrl.rollout.hf_generate import generate as hf_generate
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation
-from distillrl.rollout.sequences import Sequences
+from distillrl.rollout.static_engine import StaticCacheEngine
+from distillrl.text.chat import PLAIN, ChatFormat, Prompt
+from distillrl.text.sequences import Sequences
 
 
 class RolloutEngine(Protocol):
@@ -52,7 +53,5 @@ def build_engine(name: str, model: PreTrainedModel, tokenizer: PreTrainedTokeniz
     device = next(model.parameters()).device
     if resolve_engine(name, device) == "hf":
         return HFEngine(model, tokenizer, batch_size, chat)
-    from distillrl.rollout.static_engine import StaticCacheEngine
-
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     return StaticCacheEngine(model, tokenizer, dtype, compile=device.type == "cuda", batch_size=batch_size, chat=chat)

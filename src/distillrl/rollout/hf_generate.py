@@ -7,9 +7,9 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from distillrl.models.compat import base_model
 from distillrl.models.vocabulary import padding_ids
-from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
+from distillrl.text.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
+from distillrl.text.sequences import Sequences, encode_prompts, join_prompts_and_completions
 
 
 @torch.no_grad()

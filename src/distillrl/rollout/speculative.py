@@ -13,10 +13,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.models.compat import base_model, cache_keyword, output_cache
 from distillrl.models.vocabulary import shared_vocab_size
-from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
 from distillrl.scoring.forward import position_ids_from_mask
+from distillrl.text.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
+from distillrl.text.sequences import Sequences, encode_prompts, join_prompts_and_completions
 
 
 def sample_token(logits: Tensor, temperature: float, truncation: Truncation = NO_TRUNCATION) -> Tensor:

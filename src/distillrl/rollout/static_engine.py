@@ -21,9 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 
 from distillrl.models.compat import base_model, cache_keyword
 from distillrl.models.vocabulary import padding_ids
-from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
 from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
-from distillrl.rollout.sequences import Sequences, encode_prompts, join_prompts_and_completions
+from distillrl.text.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
+from distillrl.text.sequences import Sequences, encode_prompts, join_prompts_and_completions
 
 MIN_PROMPT_BUCKET = 16
 BATCH_MULTIPLE = 8

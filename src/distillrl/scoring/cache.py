@@ -1,6 +1,6 @@
 """A stored teacher (offline KD): a dataset's sequences scored once, read back with no teacher loaded.
 
-`write_teacher_cache` renders every (prompt, completion) row of a data file as the `dataset` source does, scores it
+`write_teacher_cache` (run/teacher_cache.py) renders every (prompt, completion) row of a data file as the `dataset` source does, scores it
 with the teacher and writes, per completion token, the top-k ids (int32) and log-probs with the tail bucket
 (float32 [k + 1]) and the realised token's log-prob (float32): 8k + 8 bytes a token, in safetensors shards.
 `manifest.json` names the teacher, the tokenizer's fingerprint, the data file's sha256 and k.
@@ -12,10 +12,9 @@ template) is an error naming the cache, never a silent mismatch. Shards are read
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,11 +22,10 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from distillrl.errors import UserError, one_line
-from distillrl.files import apply_umask, write_text_atomic
-from distillrl.rollout.sequences import Sequences
+from distillrl.core.errors import UserError, one_line
 from distillrl.scoring.teachers import TeacherSignals, real_token_rows
 from distillrl.scoring.topk import narrow_topk
+from distillrl.text.sequences import Sequences
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -62,67 +60,6 @@ def sequence_key(token_ids: list[int]) -> int:
     """A row's key: the first 8 bytes of sha256 over its real token ids, as a signed int64."""
     digest = hashlib.sha256(torch.tensor(token_ids, dtype=torch.int64).numpy().tobytes()).digest()
     return int.from_bytes(digest[:8], "little", signed=True)
-
-
-def write_teacher_cache(teacher_path: str, data_path: str, top_k: int, out: str | Path, rows_per_pass: int = 32,
-                        rows_per_shard: int = 4096, device: str = "auto") -> dict:  # fmt: skip
-    """Score every row of `data_path` with the teacher and write the shards and the manifest into `out`; returns the
-    manifest (with `bytes` on disk and `bytes_per_token`)."""
-    from safetensors.torch import save_file
-
-    from distillrl.models.loading import load_causal_lm, load_tokenizer
-    from distillrl.models.roles import FrozenScorer
-    from distillrl.rollout.sequences import encode_pairs
-    from distillrl.runtime import resolve_device
-    from distillrl.scoring.logits import default_chunk_size
-    from distillrl.scoring.teachers import LocalTeacher
-    from distillrl.tasks.prompts import PromptsTask
-
-    task = PromptsTask(data_path)
-    task.check_complete("solution", "teacher cache scores the dataset's solutions")
-    tokenizer = load_tokenizer(teacher_path)
-    if top_k > len(tokenizer):
-        raise CacheError(f"--top-k: {top_k} is larger than the vocabulary ({len(tokenizer)} tokens of {teacher_path})")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CacheError(f"--out: {out} exists and is not an empty directory")
-    where = resolve_device(device)
-    teacher = LocalTeacher(FrozenScorer(load_causal_lm(teacher_path).to(where)))
-    chunk_size = default_chunk_size(teacher.scorer.model.get_output_embeddings().weight.shape[0])
-    pairs = list(dict.fromkeys((p.prompt, p.solution) for p in task.train))  # each distinct row once
-    out.mkdir(parents=True, exist_ok=True)
-    shards, total_tokens, total_bytes = [], 0, 0
-    for shard_start in range(0, len(pairs), rows_per_shard):
-        shard_pairs = pairs[shard_start : shard_start + rows_per_shard]
-        keys, lengths, ids, values, realised = [], [], [], [], []
-        for start in range(0, len(shard_pairs), rows_per_pass):
-            part = shard_pairs[start : start + rows_per_pass]
-            sequences = encode_pairs(tokenizer, [p for p, _ in part], [c for _, c in part]).to(where)
-            rows = torch.arange(len(part), device=where)
-            for token_ids, positions in real_token_rows(sequences, rows):
-                keys.append(sequence_key(token_ids))
-                lengths.append(len(positions))
-            for _, scored in teacher.score(sequences, rows, top_k, False, rows_per_pass, chunk_size):
-                ids.append(scored.topk_ids.int().cpu())
-                values.append(scored.topk_logprobs.cpu())
-                realised.append(scored.token_logprobs.cpu())
-        tensors = {"keys": torch.tensor(keys, dtype=torch.int64),
-                   "offsets": torch.tensor([0, *lengths], dtype=torch.int64).cumsum(0),
-                   "topk_ids": torch.cat(ids), "topk_logprobs": torch.cat(values), "token_logprobs": torch.cat(realised)}
-        name = f"shard-{len(shards):05d}.safetensors"
-        temporary = out / f".tmp-{name}-{os.getpid()}"
-        save_file(tensors, str(temporary))
-        apply_umask(temporary)  # safetensors writes 0600
-        os.replace(temporary, out / name)
-        shards.append(name)
-        total_tokens += len(tensors["token_logprobs"])
-        total_bytes += (out / name).stat().st_size
-    manifest = {"format": FORMAT, "teacher": teacher_path, "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-                "data_file": str(Path(data_path).resolve()), "data_sha256": file_sha256(data_path), "top_k": top_k,
-                "rows": len(pairs), "tokens": total_tokens, "shards": shards, "bytes": total_bytes,
-                "bytes_per_token": total_bytes / max(total_tokens, 1)}  # fmt: skip
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
-    return manifest
 
 
 @dataclass

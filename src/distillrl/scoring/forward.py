@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from distillrl.core.sharding import is_sharded
 from distillrl.scoring.logits import ChunkedLogits
-from distillrl.sharding import is_sharded
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:

@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-
 CHUNK_LOGITS = 2**26  # logits per chunk by default: 256 MB in float32
 
 

@@ -41,10 +41,10 @@ from urllib.parse import urlsplit
 import torch
 from torch import Tensor
 
-from distillrl.errors import UserError, one_line
-from distillrl.rollout.sequences import Sequences
+from distillrl.core.errors import UserError, one_line
 from distillrl.scoring.teachers import TeacherSignals, real_token_rows, row_parts
 from distillrl.scoring.topk import tail_from_topk
+from distillrl.text.sequences import Sequences
 
 TOKENIZER_PROBE = "Teacher check: 3+(4*2)=11, [1, 2] sorted; ünïcödé ✓ 日本語\n\tend."
 MAX_BACKOFF = 8.0  # seconds between two tries at most

@@ -19,9 +19,9 @@ from typing import Iterator, Protocol
 import torch
 from torch import Tensor
 
-from distillrl.rollout.sequences import Sequences
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.topk import topk_with_tail
+from distillrl.text.sequences import Sequences
 
 
 @dataclass

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 ANSWER_FORMATS = ("auto", "hash", "boxed", "last_line", "tag", "regex:PATTERN")
 REGEX = "regex:"

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 FINAL_ANSWER = re.compile(r"#\s*(-?[0-9a-z\[\], ]*)")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
-from distillrl.errors import UserError, one_line
-from distillrl.rollout.chat import PLAIN, ChatFormat, Prompt, encode_texts, prompt_chars, prompt_text
+from distillrl.core.errors import UserError, one_line
+from distillrl.text.chat import PLAIN, ChatFormat, Prompt, encode_texts, prompt_chars, prompt_text
 
 
 def max_positions(model_config) -> int | None:

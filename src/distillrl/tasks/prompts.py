@@ -12,11 +12,11 @@ import json
 import random
 from pathlib import Path
 
-from distillrl.errors import UserError, one_line
-from distillrl.files import read_utf8_text
-from distillrl.rollout.chat import Prompt
+from distillrl.core.errors import UserError, one_line
+from distillrl.core.files import read_utf8_text
 from distillrl.tasks.base import Problem
 from distillrl.tasks.rewards import AnswerVerifier
+from distillrl.text.chat import Prompt
 
 OPTIONAL_FIELDS = ("answer", "completion", "domain")
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")

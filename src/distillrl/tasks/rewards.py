@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from distillrl.errors import UserError
-from distillrl.rollout.chat import reward_text
+from distillrl.core.errors import UserError
 from distillrl.tasks.answers import DEFAULT_TAG, answers_match, extract_answer, math_verify_module, stated
 from distillrl.tasks.base import Problem
+from distillrl.text.chat import reward_text
 
 
 class RewardError(UserError):
@@ -98,13 +98,18 @@ def import_reward(spec: str) -> Callable:
         raise RewardError(f"task.reward: {module_name!r} has no {function_name!r}")
     if not callable(function):
         raise RewardError(f"task.reward: {spec} is a {type(function).__name__}, not a function")
+    check_reward_signature(function, spec)
+    return function
+
+
+def check_reward_signature(function: Callable, spec: str) -> None:
+    """A reward takes (prompt, completion, row); a RewardError naming `spec` when it cannot."""
     try:
         inspect.signature(function).bind("prompt", "completion", {})
     except TypeError as error:
         raise RewardError(f"task.reward: {spec} must take (prompt, completion, row): {error}") from None
     except ValueError:  # a builtin without a signature: trust it
         pass
-    return function
 
 
 def build_reward(config) -> Callable[[Problem, str], float] | None:

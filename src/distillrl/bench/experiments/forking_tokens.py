@@ -14,8 +14,8 @@ from distillrl.bench.context import BASE_RUN, BenchContext
 from distillrl.bench.methods import OPD
 from distillrl.bench.report import Claim, ExperimentResult, Table
 from distillrl.config import TaskConfig
-from distillrl.forking import inspect_samples, render_html
 from distillrl.models.loading import load_causal_lm, load_tokenizer
+from distillrl.report.forking import inspect_samples, render_html
 from distillrl.tasks import build_task
 
 NAME = "forking_tokens"

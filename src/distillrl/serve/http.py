@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from distillrl.serve import BadRequest, TeacherModel
+from distillrl.serve.teacher_model import BadRequest, TeacherModel
 
 API_KEY_VARIABLE = "DISTILLRL_API_KEY"
 OPEN_PATHS = frozenset({"/health"})  # answered without the key (liveness probes)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.objectives.divergences import reverse_kl_per_token
 from distillrl.rollout.hf_generate import generate
-from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.scoring.forward import completion_logits
 
 

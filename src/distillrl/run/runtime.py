@@ -18,8 +18,8 @@ import re
 import torch
 
 from distillrl.config import DEVICE_SPEC
-from distillrl.distributed import local_rank
-from distillrl.errors import UserError
+from distillrl.core.distributed import local_rank
+from distillrl.core.errors import UserError
 
 DEVICE_PATTERN = re.compile(DEVICE_SPEC)
 

@@ -29,13 +29,20 @@ from typing import Iterator
 import yaml
 from filelock import FileLock, Timeout
 
-from distillrl.checkpoint import (FINAL_MODEL, ResumePoint, checkpoint_root, list_checkpoints,
-                                  load_checked_trainer_state, newest_loadable_checkpoint, rng_states_by_rank)  # fmt: skip
 from distillrl.config import TrainConfig, load_config
-from distillrl.distributed import World
-from distillrl.errors import UserError
-from distillrl.files import TEMPORARY_PREFIX
+from distillrl.core.distributed import World
+from distillrl.core.errors import UserError
+from distillrl.core.files import TEMPORARY_PREFIX
 from distillrl.report.metrics import METRICS_NAME, read_metrics, read_teacher_evals
+from distillrl.run.checkpoint import (
+    FINAL_MODEL,
+    ResumePoint,
+    checkpoint_root,
+    list_checkpoints,
+    load_checked_trainer_state,  # fmt: skip
+    newest_loadable_checkpoint,
+    rng_states_by_rank,
+)
 
 LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"

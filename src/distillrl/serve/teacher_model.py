@@ -23,7 +23,9 @@ from http import HTTPStatus
 
 import torch
 
+from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.models.vocabulary import shared_vocab_size
+from distillrl.run.runtime import frozen_dtype, resolve_device
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 
@@ -44,9 +46,6 @@ class TeacherModel:
     def __init__(self, path: str, device: str = "auto", max_logprobs: int = 20, precision: str = "fp32",
                  max_answer_entries: int = MAX_ANSWER_ENTRIES, max_tokenize_chars: int = MAX_TOKENIZE_CHARS,
                  progress=sys.stderr):  # fmt: skip
-        from distillrl.models.loading import load_causal_lm, load_tokenizer
-        from distillrl.runtime import frozen_dtype, resolve_device
-
         self.name = path
         self.device = resolve_device(device)
         started = time.monotonic()

@@ -10,7 +10,7 @@ Data parallel, as the trainer does it:
   (`share_of`), samples and scores them with its own models;
 - a loss is sum over the rank's tokens / the step's token count over all ranks (`sum`), and the gradients
   are summed over ranks once per optimizer step (`sum_gradients`; a sharded student's are reduce-scattered as
-  sums in its backward pass, see `distillrl.sharding`): the same gradient as one process that sees the whole step;
+  sums in its backward pass, see `distillrl.core.sharding`): the same gradient as one process that sees the whole step;
 - only rank 0 writes the run directory; the other ranks learn where the run resumes from it (`share`).
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 # a rank waits this long at a collective (rank 0 evaluates the teachers and saves alone while the others wait)
 COLLECTIVE_TIMEOUT = timedelta(hours=2)

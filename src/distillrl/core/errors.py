@@ -11,6 +11,10 @@ class UserError(ValueError):
     """A problem the user can fix, already worded as `where: what is wrong (and what to do)`."""
 
 
+class ConfigError(UserError):
+    """A configuration error, already formatted as `file:line: field: problem`."""
+
+
 def one_line(error: Exception) -> str:
     """An exception's message on one line (library messages often span several)."""
     return " ".join(str(error).split()) or type(error).__name__

@@ -8,8 +8,17 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-from distillrl.rollout.chat import (PLAIN, ChatFormat, Prompt, encode_texts, prompt_token_ids, reward_text,
-                                   stop_token_ids, tokens_through_stop_string, training_pair)
+from distillrl.text.chat import (
+    PLAIN,
+    ChatFormat,
+    Prompt,
+    encode_texts,
+    prompt_token_ids,
+    reward_text,
+    stop_token_ids,
+    tokens_through_stop_string,
+    training_pair,
+)
 
 
 @dataclass

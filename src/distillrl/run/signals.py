@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from distillrl.batch import Batch
-from distillrl.models.roles import FrozenScorer, Models
-from distillrl.rollout.sequences import Sequences
+from distillrl.objectives.batch import Batch
+from distillrl.run.roles import FrozenScorer, Models
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.teachers import LocalTeacher
 from distillrl.tasks import Problem
+from distillrl.text.sequences import Sequences
 
 
 class RoutingError(ValueError):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, Union
 
 from jinja2 import TemplateError
 
-from distillrl.errors import UserError
+from distillrl.core.errors import UserError
 
 if TYPE_CHECKING:  # transformers is imported by the callers; the CLI's --help must not wait for it
     from transformers import PreTrainedTokenizerBase

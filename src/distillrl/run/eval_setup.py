@@ -20,9 +20,9 @@ import yaml
 from pydantic import ValidationError
 
 from distillrl.config import COMBINATION_ERROR, TaskConfig, TrainConfig, load_config
-from distillrl.errors import UserError, one_line
-from distillrl.rollout.chat import ChatFormat
+from distillrl.core.errors import UserError, one_line
 from distillrl.tasks.levels import TASK_LEVELS, level_task
+from distillrl.text.chat import ChatFormat
 
 BUILTIN_TASKS = ("arith", "lists", "mix")
 VERIFIER_FIELDS = ("answer_format", "answer_tag", "answer_match", "reward")

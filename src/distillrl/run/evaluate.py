@@ -11,11 +11,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.objectives.reverse_kl import full_reverse_kl
 from distillrl.rollout.engines import HFEngine, RolloutEngine
-from distillrl.rollout.sequences import Sequences
-from distillrl.runtime import autocast, fork_rng
+from distillrl.run.runtime import autocast, fork_rng
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.tasks.base import Problem, Task
+from distillrl.text.sequences import Sequences
 
 EVAL_SEED = 1234  # sampled evaluation uses its own RNG stream: comparable across steps, training RNG untouched
 

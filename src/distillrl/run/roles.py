@@ -7,45 +7,22 @@ with its adapter disabled, which costs no memory.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
 from transformers import PreTrainedModel
 
 from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
 from distillrl.models.student import load_student
 from distillrl.models.vocabulary import shared_vocab_size
-from distillrl.rollout.chat import PLAIN, ChatFormat
-from distillrl.tasks.prompt_limits import max_positions
 from distillrl.rollout.engines import RolloutEngine, build_engine
-from distillrl.runtime import frozen_dtype, resolve_device, resolve_precision
-from distillrl.scoring.forward import completion_logits
-from distillrl.scoring.logits import ChunkedLogits
+from distillrl.run.runtime import frozen_dtype, resolve_device, resolve_precision
+from distillrl.scoring.cache import StoredTeacher
+from distillrl.scoring.frozen import FrozenScorer
+from distillrl.scoring.remote import RemoteTeacher
 from distillrl.scoring.teachers import LocalTeacher, TeacherScorer
-
-
-@dataclass
-class FrozenScorer:
-    """A model used only for scoring: no gradient, eval mode (and, for a LoRA student, its adapter disabled)."""
-
-    model: PreTrainedModel
-    vocab_size: int | None = None  # ids scored: the run's shared range (padding rows past it never are)
-    adapter_disabled: bool = False
-
-    @torch.no_grad()
-    def logits(self, input_ids: Tensor, attention_mask: Tensor, completion_mask: Tensor) -> ChunkedLogits:
-        """The model's ChunkedLogits at the completion positions, computed on the model's device."""
-        was_training = self.model.training
-        self.model.eval()
-        device = next(self.model.parameters()).device
-        context = self.model.disable_adapter() if self.adapter_disabled else contextlib.nullcontext()
-        with context:
-            logits = completion_logits(self.model, input_ids.to(device), attention_mask.to(device), completion_mask.to(device),
-                                       vocab_size=self.vocab_size)  # fmt: skip
-        self.model.train(was_training)
-        return logits
+from distillrl.tasks.prompt_limits import max_positions
+from distillrl.text.chat import PLAIN, ChatFormat
 
 
 @dataclass
@@ -102,9 +79,6 @@ def teacher_backend(config, index: int) -> TeacherScorer:
     """The server or cache backend of `config.teacher_list[index]`, checked against the run: a server must be up
     and tokenise as the student does; a cache must be written for the student's tokenizer, the training file and
     at least the objective's top-k. Each problem is a UserError naming the field."""
-    from distillrl.scoring.cache import StoredTeacher
-    from distillrl.scoring.remote import RemoteTeacher
-
     teacher = config.teacher_list[index]
     field = f"teachers.{index}" if config.teachers else "teacher"
     tokenizer = load_tokenizer(config.student.path)

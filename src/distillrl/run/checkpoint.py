@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -26,30 +25,13 @@ from pathlib import Path
 
 import torch
 
-from distillrl import runtime
-from distillrl.errors import UserError, one_line
-from distillrl.files import TEMPORARY_PREFIX, apply_umask, temporary_directory, write_failure
+from distillrl.core.errors import UserError, one_line
+from distillrl.core.files import TEMPORARY_PREFIX, apply_umask, temporary_directory, write_failure
+from distillrl.models.loading import ModelLoadError, check_model_files
+from distillrl.models.run_paths import FINAL_MODEL, checkpoint_root, latest_checkpoint, list_checkpoints
+from distillrl.run import runtime
 
-STEP_DIR = re.compile(r"^step_(\d{6,})$")
 TRAINER_STATE_KEYS = ("optimizer", "scheduler", "rng", "step")
-
-
-FINAL_MODEL = "final"
-
-
-def checkpoint_root(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints"
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Checkpoint directories, oldest first (whether they load is `loadable_checkpoint`'s question)."""
-    found = [p for p in checkpoint_root(run_dir).glob("step_*") if STEP_DIR.match(p.name) and p.is_dir()]
-    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name)[1]))
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
 
 
 def rng_state(prompt_rng: random.Random) -> dict:
@@ -159,8 +141,6 @@ class ResumePoint:
 def load_checked_trainer_state(checkpoint: Path) -> dict:
     """trainer_state.pt with all its keys, once the checkpoint's model files are known to load; a CheckpointError
     says what is wrong."""
-    from distillrl.models.loading import ModelLoadError, check_model_files  # loading names run directories by us
-
     try:
         check_model_files(str(checkpoint / "model"))
         state = load_trainer_state(checkpoint)

@@ -8,7 +8,7 @@ accelerate's prepared model does not change.
 
 Each rank then holds 1/world of every parameter, gradient and optimizer state; a unit's parameters are gathered
 for its forward and backward and freed after. Gradients are reduce-scattered as sums (divide factor 1): the loss
-is already normalised by the whole step's token count (see `distillrl.distributed`).
+is already normalised by the whole step's token count (see `distillrl.core.distributed`).
 Checkpoints hold the full state, gathered on rank 0: `model/` loads with `from_pretrained` like any other, and
 the optimizer state is keyed by parameter name.
 """
@@ -16,8 +16,12 @@ the optimizer state is keyed by parameter name.
 from __future__ import annotations
 
 import torch
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)  # fmt: skip
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,  # fmt: skip
+    set_optimizer_state_dict,
+)
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 

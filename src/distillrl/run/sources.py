@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 
-from distillrl.models.roles import Models
 from distillrl.rollout.sampling import Truncation
-from distillrl.rollout.sequences import Sequences, encode_pairs
-from distillrl.runtime import autocast
 from distillrl.rollout.speculative import speculative_generate
-from distillrl.scoring.signals import route_to_teachers
+from distillrl.run.roles import Models
+from distillrl.run.runtime import autocast
+from distillrl.run.signals import route_to_teachers
 from distillrl.tasks import Problem
+from distillrl.text.sequences import Sequences, encode_pairs
 
 
 def rollout_truncation(rollout) -> Truncation:

@@ -11,7 +11,7 @@
         scheduler step
         every N steps: evaluate on held-out prompts; save an atomic checkpoint
 
-Data parallel (torchrun / accelerate launch, see `distillrl.distributed`): each rank keeps its share of the step's
+Data parallel (torchrun / accelerate launch, see `distillrl.core.distributed`): each rank keeps its share of the step's
 prompts and does all of the above on it; token counts, gradients and metrics are summed over ranks, so a step is
 the one a single process would take on the whole batch. Every rank evaluates (a sharded student needs them all);
 rank 0 alone writes the run directory.
@@ -34,34 +34,34 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from distillrl.batch import Batch
-from distillrl.checkpoint import restore_rng_state, rng_state, rng_states_by_rank, save_checkpoint, save_final_model
 from distillrl.config import ConfigError, TrainConfig
-from distillrl.distributed import World, join_world, launched_world_size, rank_seed
-from distillrl.errors import UserError
-from distillrl.evaluate import evaluate
-from distillrl.files import write_failure, write_text_atomic
-from distillrl.interrupts import RunStopped, StopRequests
+from distillrl.core.distributed import World, join_world, launched_world_size, rank_seed
+from distillrl.core.errors import UserError
+from distillrl.core.files import write_failure, write_text_atomic
+from distillrl.core.interrupts import RunStopped, StopRequests
+from distillrl.core.sharding import clip_gradients, load_optimizer_state, model_state, optimizer_state, shard_student
 from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer
-from distillrl.models.roles import Models, chat_format, load_models, shortest_context, teacher_backend, teacher_devices
-from distillrl.models.vocabulary import check_same_vocabulary
-from distillrl.tasks.rewards import check_eval_answers, check_task_answers
 from distillrl.models.student import check_lora_targets
+from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.objectives import Objective, build_objective
+from distillrl.objectives.batch import Batch
 from distillrl.report.flat_rewards import FlatRewardsWarning
 from distillrl.report.metrics import MetricsLog, read_teacher_evals, wandb_module
 from distillrl.report.plots import plot_training_curves
-from distillrl.rollout.chat import check_end_of_turn, check_teacher_template
-from distillrl.rollout.sequences import Sequences
-from distillrl.rollout.sources import sample_sequences
-from distillrl.run_dir import ClaimedRun, claim_run_directory_of_world
-from distillrl.runtime import autocast, resolve_device, synchronize
+from distillrl.run.checkpoint import restore_rng_state, rng_state, rng_states_by_rank, save_checkpoint, save_final_model
+from distillrl.run.evaluate import evaluate
+from distillrl.run.roles import Models, chat_format, load_models, shortest_context, teacher_backend, teacher_devices
+from distillrl.run.run_dir import ClaimedRun, claim_run_directory_of_world
+from distillrl.run.runtime import autocast, resolve_device, synchronize
+from distillrl.run.signals import score_rollout
+from distillrl.run.sources import sample_sequences
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
-from distillrl.scoring.signals import score_rollout
-from distillrl.sharding import clip_gradients, load_optimizer_state, model_state, optimizer_state, shard_student
 from distillrl.tasks import build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit
+from distillrl.tasks.rewards import CustomReward, check_eval_answers, check_task_answers
+from distillrl.text.chat import check_end_of_turn, check_teacher_template
+from distillrl.text.sequences import Sequences
 
 console = Console(stderr=True)
 
@@ -267,19 +267,23 @@ def train(
     on_step: Callable[[int, dict], None] | None = None,
     show_progress: bool = True,
     eval_cache: dict | None = None,
+    reward: CustomReward | None = None,
 ) -> dict | None:
     """Run the configured method in `config.output_dir`; returns the final evaluation (and where the run's files are),
     or None on a rank other than 0 of a data-parallel run. The trained model is saved to `output_dir/final` (HF
     layout, with the tokenizer).
 
     A directory that holds a run is refused unless `resume` (continue it from its newest checkpoint that loads; the
-    config may change only as `run_dir.RESUMABLE_FIELDS` allow) or `overwrite`; see `distillrl.run_dir`.
+    config may change only as `run_dir.RESUMABLE_FIELDS` allow) or `overwrite`; see `distillrl.run.run_dir`.
     A SIGTERM or SIGINT finishes the current step, writes a checkpoint and raises `RunStopped` (see
-    `distillrl.interrupts`); a disk that is full or not writable is a UserError naming the file.
+    `distillrl.core.interrupts`); a disk that is full or not writable is a UserError naming the file.
     `eval_cache` (optional, shared between runs in one process) keeps the evaluations of unchanged checkpoints,
     the teachers and the student before its first step, keyed by their paths and the task and eval settings.
+    `reward` (a Python function wrapped as a CustomReward) replaces the task's reward for this run.
     """
     task = build_task(config.task)  # data problems surface before any model loads or any file is written
+    if reward is not None:
+        task.reward = reward
     eval_problems = (task.validation_problems if config.eval.split == "validation" else task.test_problems)(
         config.eval.num_prompts)
     objective = build_objective(config.objective)

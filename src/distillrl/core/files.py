@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from distillrl.errors import UserError, one_line
+from distillrl.core.errors import UserError, one_line
 
 TEMPORARY_PREFIX = ".tmp-"
 MAX_TEXT_BYTES = {"config": 16 << 20}  # a file of this kind larger than this is refused (e.g. a path to /dev/zero)
