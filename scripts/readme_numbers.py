@@ -1,16 +1,17 @@
-"""Regenerate every measured number in README.md from the commands that print them.
+"""Regenerate every measured number in README.md and the docs pages from the commands that print them.
 
     python scripts/readme_numbers.py              # runs `distillrl demo` (about 3 minutes) and `distillrl inspect`
     python scripts/readme_numbers.py --reuse      # reuse runs/readme-demo/summary.json when it is there
-    python scripts/readme_numbers.py --check      # exit 1 when README.md is not what the commands give
+    python scripts/readme_numbers.py --check      # exit 1 when a page is not what the commands give
     python scripts/readme_numbers.py --blocks inspect,bench   # only these blocks (no demo run)
 
-Each generated block sits between `<!-- readme:NAME -->` and `<!-- /readme:NAME -->` and is rewritten whole:
+Each generated block sits between `<!-- readme:NAME -->` and `<!-- /readme:NAME -->` and is rewritten whole, in
+every page of PAGES that holds it (each block must be in at least one):
 - `demo`: the before/after table, from the `summary.json` that `distillrl demo` writes, and the parameter counts
-  that `distillrl zoo list` prints;
-- `inspect`: the README's `distillrl inspect` example and what it prints;
+  that `distillrl zoo list` prints (README.md and docs/getting-started.md);
+- `inspect`: the `distillrl inspect` example and what it prints (docs/reproducing-papers.md);
 - `bench`: the wall time of the committed reproduction report (docs/results, written by `distillrl bench repro
-  --out docs/results`).
+  --out docs/results`; docs/reproducing-papers.md).
 Wall times depend on the machine and its load; the table's accuracies, KL and lengths do not.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+PAGES = [README, ROOT / "docs" / "getting-started.md", ROOT / "docs" / "reproducing-papers.md"]
 DEMO_DIR = ROOT / "runs" / "readme-demo"
 INSPECT = ["distillrl", "inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher",
            "--prompt", "3+(4*2)=", "--samples", "3"]  # fmt: skip
@@ -99,36 +101,50 @@ def bench_block() -> str:
     return f"`{command} --out docs/results` runs the lr sweep and {len(results)} experiments on the zoo ({seeds} seeds; {run})"
 
 
-def replace_block(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- readme:{name} -->\n).*?(\n<!-- /readme:{name} -->)", re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"README.md: no <!-- readme:{name} --> ... <!-- /readme:{name} --> block")
-    return pattern.sub(lambda m: m[1] + body + m[2], text)
+def block_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- readme:{name} -->\n).*?(\n<!-- /readme:{name} -->)", re.S)
+
+
+def replace_block(texts: dict[Path, str], name: str, body: str) -> None:
+    """Rewrite block `name` in every page that holds it; none holding it is an error."""
+    pattern = block_pattern(name)
+    holders = [path for path, text in texts.items() if pattern.search(text)]
+    if not holders:
+        raise SystemExit(f"no <!-- readme:{name} --> ... <!-- /readme:{name} --> block in "
+                         + ", ".join(str(path.relative_to(ROOT)) for path in texts))  # fmt: skip
+    for path in holders:
+        texts[path] = pattern.sub(lambda m: m[1] + body + m[2], texts[path])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse", action="store_true", help="reuse the last demo run when it is there")
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md differs")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a page differs")
     parser.add_argument("--blocks", default="demo,inspect,bench", help="comma-separated blocks to regenerate")
     args = parser.parse_args()
     blocks = args.blocks.split(",")
-    text = updated = README.read_text()
+    texts = {path: path.read_text() for path in PAGES}
+    updated = dict(texts)
     if "demo" in blocks:
         summary_path = DEMO_DIR / "summary.json"
         if not (args.reuse and summary_path.exists()):
             shutil.rmtree(DEMO_DIR, ignore_errors=True)  # a fresh run, every time
             run(["distillrl", "demo", "--out", str(DEMO_DIR.relative_to(ROOT))])
-        updated = replace_block(updated, "demo", demo_block(json.loads(summary_path.read_text())))
+        replace_block(updated, "demo", demo_block(json.loads(summary_path.read_text())))
     if "inspect" in blocks:
-        updated = replace_block(updated, "inspect", inspect_block())
+        replace_block(updated, "inspect", inspect_block())
     if "bench" in blocks:
-        updated = replace_block(updated, "bench", bench_block())
+        replace_block(updated, "bench", bench_block())
+    differ = [path for path in PAGES if updated[path] != texts[path]]
     if args.check:
-        print("README.md is up to date" if updated == text else "README.md differs from what the commands give")
-        return 0 if updated == text else 1
-    README.write_text(updated)
-    print(f"rewrote {README}")
+        for path in differ:
+            print(f"{path.relative_to(ROOT)} differs from what the commands give")
+        if not differ:
+            print("README.md and the docs pages are up to date")
+        return 1 if differ else 0
+    for path in differ:
+        path.write_text(updated[path])
+        print(f"rewrote {path}")
     return 0
 
 

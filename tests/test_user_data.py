@@ -275,8 +275,8 @@ def test_the_readme_walkthrough_config_validates():
 
     import yaml
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "your-own-models.md").read_text()
+    section = readme.split("# Your own models", 1)[1].split("\n## ", 1)[0]
     config = TrainConfig.model_validate(yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0]))
     assert config.task.chat_template_kwargs == {"enable_thinking": False} and config.rollout.stop_strings == ["</answer>"]
 
@@ -382,13 +382,13 @@ def test_the_reachability_check_scores_the_datasets_own_completions(tmp_path):
 
 
 def readme_example() -> tuple[dict, dict]:
-    """The config and the data row of README's "Your own models" example."""
+    """The config and the data row of the "Your own models" page's example (docs/your-own-models.md)."""
     from pathlib import Path
 
     import yaml
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Your own models", 1)[1].split("\n## ", 1)[0]
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "your-own-models.md").read_text()
+    section = readme.split("# Your own models", 1)[1].split("\n## ", 1)[0]
     config = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
     return config, json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
 
