@@ -212,3 +212,17 @@ def test_eval_at_adds_evaluations_on_the_validation_split(tiny_config):
     assert evals == [0, 1, 2, 4, 5]
     test = tiny_config(optim={"steps": 1}, eval={"every": 0}, checkpoint={"every": 0}, output_dir=config.output_dir + "-test")
     assert train(test, show_progress=False)["before"] != summary["before"]  # the same model on 16 other prompts
+
+
+def test_a_run_reads_each_models_tokenizer_once(tiny_config, monkeypatch):
+    """The checks before loading resolve the student's and the teacher's tokenizers once and hand them on to the
+    run (before the Preflight, the student's was read 3 times and the teacher's twice)."""
+    from transformers import AutoTokenizer
+
+    read = []
+    real = AutoTokenizer.from_pretrained.__func__
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained",
+                        classmethod(lambda cls, path, *a, **k: read.append(Path(path).name) or real(cls, path, *a, **k)))
+    train(tiny_config(optim={"steps": 1}, eval={"every": 0, "num_prompts": 4}, checkpoint={"every": 0}),
+          show_progress=False)  # fmt: skip
+    assert sorted(read) == ["student-base", "teacher"]

@@ -308,7 +308,7 @@ class WandbConfig(Strict):
 
 
 class TrainConfig(Strict):
-    """A run's whole configuration, the same from YAML (`load_config`) and from Python (`TrainConfig(**fields)`).
+    """A run's whole configuration, the same from YAML (`load_config`) and from Python (keyword arguments).
 
     Every section below is a field; a bad field is a ConfigError naming it (one line per problem), never pydantic's
     raw ValidationError."""

@@ -11,11 +11,12 @@ from distillrl.core.errors import ConfigError
 from distillrl.models.loading import ZOO_PREFIX, load_causal_lm, model_config, resolve_model_path
 
 
-def check_lora_targets(path: str, lora) -> None:
-    """Every `lora.target_modules` name must name modules of the model at `path` (built on the meta device: no
-    weights are read); PEFT alone would ignore a misspelt one as long as another matches."""
+def check_lora_targets(path: str, lora, config=None) -> None:
+    """Every `lora.target_modules` name must name modules of the model at `path` (built on the meta device from its
+    `config`, read when not given: no weights are read); PEFT alone would ignore a misspelt one as long as another
+    matches."""
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config(path))
+        model = AutoModelForCausalLM.from_config(config or model_config(path))
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     unknown = [target for target in lora.target_modules if target not in names]
     if unknown:

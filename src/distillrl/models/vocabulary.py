@@ -17,7 +17,8 @@ import json
 
 from transformers import PreTrainedTokenizerBase
 
-from distillrl.models.loading import ModelLoadError, load_tokenizer, model_config
+from distillrl.models.loading import ModelLoadError
+from distillrl.models.model_files import ModelFiles
 
 
 def backend_state(tokenizer: PreTrainedTokenizerBase) -> dict:
@@ -84,15 +85,16 @@ def describe(part: dict | None) -> str:
     return f"{part.get('type')}[{', '.join(describe(p) for p in inner)}]" if inner else str(part.get("type"))
 
 
-def check_same_vocabulary(student: str, other: str, role: str) -> None:
+def check_same_vocabulary(student: str, other: str, role: str, files: ModelFiles | None = None) -> None:
     """`other` (named by `role`, e.g. `teacher.path`) must have the student's tokenizer, by content. Their output
-    heads may differ by padding rows past the tokenizer (never used), not below it."""
-    student_tokenizer = load_tokenizer(student)
-    difference = vocabulary_difference(load_tokenizer(other), student_tokenizer, role)
+    heads may differ by padding rows past the tokenizer (never used), not below it. `files`: the run's ModelFiles."""
+    files = files or ModelFiles()
+    student_tokenizer = files.tokenizer(student)
+    difference = vocabulary_difference(files.tokenizer(other), student_tokenizer, role)
     if difference:
         raise ModelLoadError(f"{role} {other} uses a different tokenizer from the student {student}: {difference}; "
                              "token-level distillation needs one shared vocabulary")  # fmt: skip
-    rows, student_rows = model_config(other).vocab_size, model_config(student).vocab_size
+    rows, student_rows = files.config(other).vocab_size, files.config(student).vocab_size
     if rows != student_rows and min(rows, student_rows) < len(student_tokenizer):
         raise ModelLoadError(f"{role} {other} has {rows} output rows and the student {student} {student_rows}, fewer "
                              f"than the tokenizer's {len(student_tokenizer)} tokens: the ids past the shorter head "

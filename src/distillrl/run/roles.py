@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel
 
-from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
+from distillrl.models.loading import load_causal_lm
+from distillrl.models.model_files import ModelFiles
 from distillrl.models.student import load_student
 from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.rollout.engines import RolloutEngine, build_engine
@@ -75,18 +76,34 @@ def teacher_devices(config, device: torch.device) -> list[torch.device]:
             if teacher.device else device for index, teacher in enumerate(config.teacher_list)]  # fmt: skip
 
 
-def teacher_backend(config, index: int) -> TeacherScorer:
+@dataclass
+class Preflight:
+    """What a run's checks resolved before any weights load, handed to load_models so nothing is resolved twice:
+    each model's tokenizer and config (`files`) and each server or cache teacher's checked backend, by index."""
+
+    files: ModelFiles = field(default_factory=ModelFiles)
+    backends: dict[int, TeacherScorer] = field(default_factory=dict)
+
+    def backend(self, config, index: int) -> TeacherScorer:
+        """The checked backend of `config.teacher_list[index]` (checked on first use, see teacher_backend)."""
+        if index not in self.backends:
+            self.backends[index] = teacher_backend(config, index, self.files)
+        return self.backends[index]
+
+
+def teacher_backend(config, index: int, files: ModelFiles | None = None) -> TeacherScorer:
     """The server or cache backend of `config.teacher_list[index]`, checked against the run: a server must be up
     and tokenise as the student does; a cache must be written for the student's tokenizer, the training file and
     at least the objective's top-k. Each problem is a UserError naming the field."""
+    files = files or ModelFiles()
     teacher = config.teacher_list[index]
     field = f"teachers.{index}" if config.teachers else "teacher"
-    tokenizer = load_tokenizer(config.student.path)
+    tokenizer = files.tokenizer(config.student.path)
     top_ks = [leaf.top_k for leaf in config.objective.leaves() if leaf.resolved_fidelity == "topk"]
     if teacher.backend == "server":
         backend = RemoteTeacher(teacher.server, teacher.server_timeout, teacher.server_retries,
                                 teacher.server_concurrency, teacher.server_rows_per_request, f"{field}.server",
-                                teacher.server_api_key_env, model_config(config.student.path).vocab_size)  # fmt: skip
+                                teacher.server_api_key_env, files.config(config.student.path).vocab_size)  # fmt: skip
         backend.check(tokenizer, teacher.path)
         return backend
     backend = StoredTeacher(teacher.cache, f"{field}.cache")
@@ -103,34 +120,38 @@ def model_roles(config) -> list[tuple[str, str]]:
     return roles
 
 
-def shortest_context(config) -> tuple[int | None, str]:
+def shortest_context(config, files: ModelFiles | None = None) -> tuple[int | None, str]:
     """The fewest positions any model of the run takes (None: unbounded) and that model, as `field path`."""
-    contexts = [(max_positions(model_config(path)), f"{field} {path}") for field, path in model_roles(config)]
+    files = files or ModelFiles()
+    contexts = [(max_positions(files.config(path)), f"{field} {path}") for field, path in model_roles(config)]
     bounded = [(context, name) for context, name in contexts if context is not None]
     return min(bounded, key=lambda item: item[0]) if bounded else (None, contexts[0][1])
 
 
-def chat_format(config) -> ChatFormat:
+def chat_format(config, files: ModelFiles | None = None) -> ChatFormat:
     """How the run renders prompts and stops completions: task.chat_template_kwargs, rollout.stop_strings and, with
     task.truncate left, prompts cut to what leaves room for the longest completion in the shortest context."""
     max_prompt_tokens = None
     if config.task.truncate == "left":
-        context, _ = shortest_context(config)
+        context, _ = shortest_context(config, files)
         new_tokens = max(config.rollout.max_new_tokens, config.eval.max_new_tokens)
         max_prompt_tokens = None if context is None else context - new_tokens
     return ChatFormat(dict(config.task.chat_template_kwargs), tuple(config.rollout.stop_strings), max_prompt_tokens,
                       config.task.truncate)  # fmt: skip
 
 
-def load_models(config, needs_reference: bool, student_path: str | None = None) -> Models:
+def load_models(config, needs_reference: bool, student_path: str | None = None,
+                preflight: Preflight | None = None) -> Models:  # fmt: skip
     """Student (trainable, maybe LoRA), frozen teachers (and references when needed), the shared tokenizer, each
     on its device: the student on `device`, a teacher and its reference on `teacher.device` (default: `device`).
 
     Under bf16 the student keeps fp32 master weights (bf16 compute through autocast) and frozen models are
-    loaded in bf16. Every engine renders prompts and stops completions as chat_format(config) says."""
+    loaded in bf16. Every engine renders prompts and stops completions as chat_format(config) says. `preflight`:
+    the tokenizers, configs and teacher backends the run's checks resolved (resolved here when not given)."""
+    preflight = preflight or Preflight()
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    tokenizer = load_tokenizer(config.student.path)
+    tokenizer = preflight.files.tokenizer(config.student.path)
     student = load_student(student_path or config.student.path, config.student.lora).to(device)
     loaded: dict[tuple[str, torch.device], PreTrainedModel] = {}
 
@@ -151,7 +172,7 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
         if teacher.backend == "local":
             teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
         else:
-            backend = teacher_backend(config, index)
+            backend = preflight.backend(config, index)
             teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend))
     vocab_size = shared_vocab_size(tokenizer, [student, *loaded.values()])
     local_teachers = [teacher.scorer.scorer for teacher in teachers if isinstance(teacher.scorer, LocalTeacher)]
@@ -159,4 +180,4 @@ def load_models(config, needs_reference: bool, student_path: str | None = None) 
         if scorer is not None:
             scorer.vocab_size = vocab_size
     return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size,
-                  chat_format(config))  # fmt: skip
+                  chat_format(config, preflight.files))  # fmt: skip

@@ -1,15 +1,25 @@
 """The loop. Every method is: sequences from a source -> per-token signals from frozen scorers -> an update.
 
-    for step in 1..steps:
-        problems  = prompts drawn from the task's training split
-        sequences = source(problems)           # student / teacher samples, solutions, GKD mix, SKD interleaving
-        signals   = one frozen pass per model over the sequences: pi_old, teachers (routed by domain),
-                    references; verifier rewards                                  -> a Batch without pi_theta
-        for epoch in 1..epochs, for each minibatch of whole prompts:
-            for each micro-batch: loss = objective(Batch + student forward) ; loss.backward()
-            sum gradients over ranks, clip them, optimizer step
-        scheduler step
-        every N steps: evaluate on held-out prompts; save an atomic checkpoint
+It reads as its stages, each a function of plain data (a Loop of what stays fixed, a LoopState of what lives
+across steps, Sequences, a Batch, metrics):
+
+    check_before_loading                     -> Preflight: every check before any weights load, each model
+                                                resolved once (tokenizer, config, teacher backend)
+    start_loop                               -> Loop, LoopState: seeds, models, optimizer and schedule (a
+                                                resumed checkpoint's state), config.yaml, the metrics log
+    evaluate_teachers; held_out_eval(student) at step 0
+    for step in 1..steps, train_step:
+        draw_prompts                         -> problems from the task's training split (this rank's share)
+        sample_sequences (run/sources.py)    -> Sequences: student / teacher samples, solutions, GKD mix, SKD
+        score (run/signals.py)               -> a Batch without pi_theta: one frozen pass per model (pi_old,
+                                                teachers routed by domain, references) and verifier rewards
+        update                               -> for epoch in 1..epochs, for each minibatch of whole prompts:
+                                                micro-batch losses (objective(Batch + student forward)) summed,
+                                                gradients summed over ranks, clipped, one optimizer step; then
+                                                one scheduler step
+        held_out_eval                           every eval.every steps
+        save                                    every checkpoint.every steps (and when a signal stops the run)
+    finish                                   -> final/, curves.png, the run's summary
 
 Data parallel (torchrun / accelerate launch, see `distillrl.core.distributed`): each rank keeps its share of the step's
 prompts and does all of the above on it; token counts, gradients and metrics are summed over ranks, so a step is
@@ -24,7 +34,7 @@ import json
 import math
 import random
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +50,7 @@ from distillrl.core.errors import UserError
 from distillrl.core.files import write_failure, write_text_atomic
 from distillrl.core.interrupts import RunStopped, StopRequests
 from distillrl.core.sharding import clip_gradients, load_optimizer_state, model_state, optimizer_state, shard_student
-from distillrl.models.loading import check_model_files, count_parameters, load_tokenizer
+from distillrl.models.loading import count_parameters
 from distillrl.models.student import check_lora_targets
 from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.objectives import Objective, build_objective
@@ -50,14 +60,14 @@ from distillrl.report.metrics import MetricsLog, read_teacher_evals, wandb_modul
 from distillrl.report.plots import plot_training_curves
 from distillrl.run.checkpoint import restore_rng_state, rng_state, rng_states_by_rank, save_checkpoint, save_final_model
 from distillrl.run.evaluate import evaluate
-from distillrl.run.roles import Models, chat_format, load_models, shortest_context, teacher_backend, teacher_devices
+from distillrl.run.roles import Models, Preflight, Teacher, chat_format, load_models, shortest_context, teacher_devices
 from distillrl.run.run_dir import ClaimedRun, claim_run_directory_of_world
 from distillrl.run.runtime import autocast, resolve_device, synchronize
 from distillrl.run.signals import score_rollout
 from distillrl.run.sources import sample_sequences
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
-from distillrl.tasks import build_task
+from distillrl.tasks import Problem, Task, build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit
 from distillrl.tasks.rewards import CustomReward, check_eval_answers, check_task_answers
 from distillrl.text.chat import check_end_of_turn, check_teacher_template
@@ -198,32 +208,35 @@ def check_world(config: TrainConfig) -> None:
                           "torchrun or accelerate launch, and this run has one; use ddp (the default)")  # fmt: skip
 
 
-def check_before_loading(config: TrainConfig, task, objective: Objective) -> None:
+def check_before_loading(config: TrainConfig, task, objective: Objective) -> Preflight:
     """Problems that only show once data, tokenizer and model files are known, raised before any model loads (and
-    before the run directory is touched)."""
+    before the run directory is touched). Returns what the checks resolved (each model's tokenizer and config, each
+    server or cache teacher's backend), for load_models."""
     check_world(config)
     teacher_devices(config, resolve_device(config.device))  # a GPU this machine lacks
+    preflight = Preflight()
+    files = preflight.files
     student = config.student.path
-    check_model_files(student)
+    files.check(student)
     for index, teacher in enumerate(config.teacher_list):
         field = f"teachers.{index}" if config.teachers else "teacher"
         if teacher.backend != "local":  # a server that is down or tokenises otherwise, a cache of other data
-            teacher_backend(config, index)
+            preflight.backend(config, index)
         local_path = teacher.path if teacher.backend == "local" else None
         for role, path in ((f"{field}.path", local_path), (f"{field}.reference", teacher.reference)):
             if path is not None:
-                check_model_files(path)
-                check_same_vocabulary(student, path, role)
+                files.check(path)
+                check_same_vocabulary(student, path, role, files)
     if config.student.lora is not None:
-        check_lora_targets(student, config.student.lora)
-    tokenizer = load_tokenizer(student)
-    chat = chat_format(config)
+        check_lora_targets(student, config.student.lora, files.config(student))
+    tokenizer = files.tokenizer(student)
+    chat = chat_format(config, files)
     check_end_of_turn(tokenizer, f"student.path {student}")
     for index, teacher in enumerate(config.teacher_list):
         if teacher.chat_template == "check" and teacher.backend == "local":  # a server's tokens: teacher_backend
-            check_teacher_template(tokenizer, load_tokenizer(teacher.path), chat, student, teacher.path,
+            check_teacher_template(tokenizer, files.tokenizer(teacher.path), chat, student, teacher.path,
                                    f"teachers.{index}.path" if config.teachers else "teacher.path")  # fmt: skip
-    context, shortest = shortest_context(config)
+    context, shortest = shortest_context(config, files)
     check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, shortest, context,
                       max(config.rollout.max_new_tokens, config.eval.max_new_tokens), chat)  # fmt: skip
     task.sample_train(random.Random(config.seed))  # a generator too small for any training problem fails here
@@ -249,6 +262,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Non
             if domain not in names:
                 raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
     check_eval_answers(task, config.eval.num_prompts)  # the evaluation before the first step scores them
+    return preflight
 
 
 def agreed_signal(world: World, stops: StopRequests) -> int | None:
@@ -287,14 +301,14 @@ def train(
     eval_problems = (task.validation_problems if config.eval.split == "validation" else task.test_problems)(
         config.eval.num_prompts)
     objective = build_objective(config.objective)
-    check_before_loading(config, task, objective)
+    preflight = check_before_loading(config, task, objective)
     with StopRequests() as stops, join_world(resolve_device(config.device)) as world, \
             claim_run_directory_of_world(config, resume, overwrite, world) as run:  # fmt: skip
         for note in run.notes:
             console.print(f"[yellow]{note}[/]", highlight=False)
         try:
             return train_in(run, config, task, eval_problems, objective, on_step, show_progress, eval_cache, world,
-                            stops)  # fmt: skip
+                            stops, preflight)  # fmt: skip
         except OSError as error:
             if error.errno not in DISK_ERRORS:
                 raise
@@ -304,176 +318,271 @@ def train(
 DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}  # a write that the disk refused
 
 
-def train_in(run: ClaimedRun, config: TrainConfig, task, eval_problems: list, objective: Objective,
-             on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None,
-             world: World, stops: StopRequests = StopRequests()) -> dict | None:  # fmt: skip
-    """The run itself, in the claimed directory: load, evaluate, then the loop. Every rank runs it; rank 0
-    alone evaluates the teachers, logs and writes files. After each step the ranks agree whether a signal asked
-    them to stop (`stops`): then each saves the step's checkpoint and raises RunStopped."""
-    run_dir = run.path
+@dataclass
+class Loop:
+    """What a run holds fixed from its first step to its last: the config, task, objective, models and world, the
+    run directory and its metrics log (rank 0's; None on the other ranks)."""
+
+    config: TrainConfig
+    task: Task
+    eval_problems: list[Problem]
+    objective: Objective
+    models: Models
+    world: World
+    run_dir: Path
+    log: MetricsLog | None
+    parameters: list[torch.nn.Parameter]  # the student's trainable ones, which the optimizer updates
+    chunk_size: int  # vocabulary columns per log-softmax chunk
+    eval_cache: dict | None = None
+
+    @property
+    def single_teacher(self) -> Teacher | None:
+        """The teacher that evaluation reports the reverse KL to: the run's only one (None with several)."""
+        return self.models.teachers[0] if len(self.models.teachers) == 1 else None
+
+
+@dataclass
+class LoopState:
+    """What lives across steps (and what a checkpoint saves): the last step done, the prompt stream, the optimizer
+    and its schedule, the non-finite steps skipped so far and the last evaluation."""
+
+    step: int
+    prompt_rng: random.Random
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    nonfinite_skipped: int = 0
+    last_eval: dict = field(default_factory=dict)
+
+
+def start_loop(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: list[Problem], objective: Objective,
+               world: World, preflight: Preflight, eval_cache: dict | None) -> tuple[Loop, LoopState]:  # fmt: skip
+    """Seed every RNG, load the models, build the optimizer and its schedule, restore a resumed checkpoint's state,
+    and (rank 0) write config.yaml and open the metrics log."""
     checkpoint = run.resume_from.checkpoint if run.resume_from else None
     torch.manual_seed(rank_seed(config.seed, world.rank))  # each rank samples its own sequences
     random.seed(rank_seed(config.seed, world.rank))
     prompt_rng = random.Random(config.seed)  # one stream on every rank: the whole step's prompts, then each its share
-
     models = load_models(config, "reference_logprobs" in objective.needs,
-                         student_path=str(checkpoint / "model") if checkpoint else None)  # fmt: skip
+                         student_path=str(checkpoint / "model") if checkpoint else None, preflight=preflight)  # fmt: skip
     student = models.student
     if config.distributed.strategy == "fsdp":
         shard_student(student)  # every rank keeps 1/world of each parameter; the optimizer sees the shards
         models.engine_name = "hf"  # generate keeps the ranks in step (synced_gpus) until every rank has finished
     chunk_size = config.objective.chunk_size or default_chunk_size(student.get_output_embeddings().weight.shape[0])
-    single_teacher = models.teacher if len(models.teachers) == 1 else None
-    single_teacher_path = models.teachers[0].path if single_teacher is not None else None
     parameters = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.optim.lr, betas=config.optim.betas,
-                                  weight_decay=config.optim.weight_decay, fused=models.device.type == "cuda")  # fmt: skip
     optim = config.optim
+    optimizer = torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
+                                  fused=models.device.type == "cuda")  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_multiplier(s, optim.warmup_steps, optim.steps, optim.schedule, optim.min_lr_ratio)
     )
-    start_step = 0
-    nonfinite_skipped = 0
+    state = LoopState(0, prompt_rng, optimizer, scheduler)
     if checkpoint is not None:
-        state = run.resume_from.state
-        load_optimizer_state(student, optimizer, state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        restore_rng_state(rng_states_by_rank(state)[world.rank], prompt_rng)
-        start_step = state["step"]
-        nonfinite_skipped = state.get("nonfinite_skipped", 0)
+        saved = run.resume_from.state
+        load_optimizer_state(student, optimizer, saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_state(rng_states_by_rank(saved)[world.rank], prompt_rng)
+        state.step = saved["step"]
+        state.nonfinite_skipped = saved.get("nonfinite_skipped", 0)
     log = None
     if world.is_main:
-        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        log = MetricsLog(run_dir, resume_step=start_step if checkpoint else None, tensorboard=config.tensorboard,
+        write_text_atomic(run.path / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        log = MetricsLog(run.path, resume_step=state.step if checkpoint else None, tensorboard=config.tensorboard,
                          wandb=config.wandb, config=config.model_dump(mode="json"))  # fmt: skip
+    loop = Loop(config, task, eval_problems, objective, models, world, run.path, log, parameters, chunk_size,
+                eval_cache)  # fmt: skip
+    return loop, state
 
-    def run_eval(model, teacher=None, unchanged_path: str | None = None) -> dict:
-        """Evaluate on the held-out prompts; a checkpoint loaded unchanged from `unchanged_path` is cached."""
-        e = config.eval
-        key = None
-        if eval_cache is not None and unchanged_path is not None:
-            teacher_path = single_teacher_path if teacher is not None else None
-            key = json.dumps([unchanged_path, teacher_path, config.task.model_dump(mode="json"),
-                              config.eval.model_dump(mode="json"), models.precision, str(models.device)])  # fmt: skip
-            if key in eval_cache:
-                return dict(eval_cache[key])
-        metrics = evaluate(model, models.tokenizer, task, eval_problems, teacher, e.temperature, e.max_new_tokens,
-                           e.batch_size, models.precision, models.engine(model, e.batch_size))  # fmt: skip
-        if key is not None:
-            eval_cache[key] = dict(metrics)
-        return metrics
 
-    teacher_file = run_dir / "teacher_eval.json"
+def held_out_eval(loop: Loop, model, teacher: Teacher | None = None, unchanged_path: str | None = None) -> dict:
+    """`model` evaluated on the held-out prompts (with the reverse KL to `teacher`); the evaluation of a model
+    loaded unchanged from `unchanged_path` is kept in the loop's eval cache (keyed by path, task and eval settings)."""
+    config, models, e = loop.config, loop.models, loop.config.eval
+    key = None
+    if loop.eval_cache is not None and unchanged_path is not None:
+        key = json.dumps([unchanged_path, teacher.path if teacher is not None else None,
+                          config.task.model_dump(mode="json"), e.model_dump(mode="json"), models.precision,
+                          str(models.device)])  # fmt: skip
+        if key in loop.eval_cache:
+            return dict(loop.eval_cache[key])
+    metrics = evaluate(model, models.tokenizer, loop.task, loop.eval_problems, teacher.model if teacher else None,
+                       e.temperature, e.max_new_tokens, e.batch_size, models.precision,
+                       models.engine(model, e.batch_size))  # fmt: skip
+    if key is not None:
+        loop.eval_cache[key] = dict(metrics)
+    return metrics
+
+
+def evaluate_teachers(loop: Loop, resumed: bool) -> dict[str, dict]:
+    """Rank 0: each local teacher's held-out evaluation, written once to teacher_eval.json (read back on a resume),
+    and the run's opening line; {} on the other ranks."""
+    if not loop.world.is_main:
+        return {}
+    models, teacher_file = loop.models, loop.run_dir / "teacher_eval.json"
     teacher_evals = {}
-    if world.is_main:
-        if checkpoint is not None and teacher_file.exists():
-            teacher_evals = read_teacher_evals(run_dir)
-        elif models.teachers:
-            teacher_evals = {t.name: run_eval(t.model, unchanged_path=t.path) for t in models.teachers
-                             if t.model is not None}
-            write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
-        console.print(
-            f"student {config.student.path}: {count_parameters(student, trainable_only=True):,} trainable parameters"
-            + (f" | {world.size} processes" if world.size > 1 else "")
-            + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
-                      for t in models.teachers if t.name in teacher_evals)  # fmt: skip
+    if resumed and teacher_file.exists():
+        teacher_evals = read_teacher_evals(loop.run_dir)
+    elif models.teachers:
+        teacher_evals = {t.name: held_out_eval(loop, t.model, unchanged_path=t.path) for t in models.teachers
+                         if t.model is not None}  # fmt: skip
+        write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
+    console.print(
+        f"student {loop.config.student.path}: {count_parameters(models.student, trainable_only=True):,} trainable "
+        "parameters" + (f" | {loop.world.size} processes" if loop.world.size > 1 else "")
+        + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
+                  for t in models.teachers if t.name in teacher_evals)  # fmt: skip
+    )
+    return teacher_evals
+
+
+def draw_prompts(loop: Loop, state: LoopState) -> list[Problem]:
+    """The step's problems: `rollout.prompts_per_step` drawn from the training split, this rank's share of them."""
+    drawn = [loop.task.sample_train(state.prompt_rng) for _ in range(loop.config.rollout.prompts_per_step)]
+    return loop.world.share_of(drawn)
+
+
+def score(loop: Loop, sequences: Sequences, problems: list[Problem]) -> Batch:
+    """One frozen pass per scorer over the sequences: the signals the objective needs, as a Batch without pi_theta."""
+    config = loop.config
+    top_k = max((leaf.top_k for leaf in config.objective.leaves() if leaf.resolved_fidelity == "topk"), default=1)
+    with autocast(loop.models.precision, loop.models.device):
+        return score_rollout(loop.models, loop.objective.needs, sequences, problems, loop.task.reward, top_k=top_k,
+                             rows_per_pass=-(-len(sequences) // config.optim.grad_accum),
+                             chunk_size=loop.chunk_size)  # fmt: skip
+
+
+def update(loop: Loop, state: LoopState, sequences: Sequences, signals: Batch) -> dict:
+    """The step's optimizer steps (update_policy) and its schedule step; a NonFiniteStep once more optimizer steps
+    were skipped as non-finite than `optim.skip_nonfinite_steps` allows. Returns the update's metrics."""
+    optim = loop.config.optim
+    metrics = update_policy(loop.config, loop.models, loop.objective, sequences, signals, state.optimizer,
+                            loop.parameters, loop.world)  # fmt: skip
+    state.nonfinite_skipped += metrics.pop("nonfinite_steps")
+    if state.nonfinite_skipped > optim.skip_nonfinite_steps:
+        raise NonFiniteStep(
+            f"step {state.step + 1}: the loss or gradient is not finite (nan or inf); the step was not applied and "
+            f"nothing saved. Lower optim.lr ({optim.lr:g}), or allow a few such steps with optim.skip_nonfinite_steps"
         )
-    teacher_eval = next(iter(teacher_evals.values()), None)
-    if start_step == 0:  # every rank evaluates the student (a sharded one needs them all); rank 0 logs
-        before = run_eval(student, single_teacher, unchanged_path=config.student.path)
-        if log is not None:
-            log.log(0, before)
+    state.scheduler.step()
+    return metrics
 
-    def save(step: int) -> None:
-        """A checkpoint of the run: every rank's RNG states (and a sharded student's full state) gathered; rank 0
-        writes it."""
-        weights, optimizer_saved = model_state(student), optimizer_state(student, optimizer)
-        rng = world.gather(rng_state(prompt_rng))
-        if world.is_main:
-            state = {"optimizer": optimizer_saved, "scheduler": scheduler.state_dict(), "rng": rng,
-                     "nonfinite_skipped": nonfinite_skipped}  # fmt: skip
-            save_checkpoint(run_dir, step, student, models.tokenizer, state, config.checkpoint.keep, weights)
 
+def train_step(loop: Loop, state: LoopState, flat_rewards: FlatRewardsWarning) -> tuple[dict, dict]:
+    """One step: draw prompts, sample, score, update, and evaluate when due. Returns the step's record (as
+    metrics.jsonl holds it) and its rollout and update metrics (all ranks' means)."""
+    step, world = state.step + 1, loop.world
+    phases = PhaseTimer(loop.models.device)
+    problems = draw_prompts(loop, state)
+    sequences, metrics = sample_sequences(loop.config, loop.models, problems, state.prompt_rng)
+    phases.mark("rollout")
+    signals = score(loop, sequences, problems)
+    phases.mark("score")
+    flat_rewards.check(step, signals)
+    metrics |= rollout_metrics(sequences, signals, [t.name for t in loop.models.teachers])
+    metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
+    learning_rate = state.scheduler.get_last_lr()[0]
+    metrics |= update(loop, state, sequences, signals)
+    phases.mark("update")
+    state.step = step
+    record = {f"train/{k}": v for k, v in metrics.items()}
+    record |= {"train/lr": learning_rate,
+               "perf/step_seconds": phases.total,
+               "perf/tokens_per_second": world.sum(sequences.completion_mask.sum().item()) / phases.total,
+               **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
+    e = loop.config.eval
+    if step == loop.config.optim.steps or (e.every and step % e.every == 0) or step in e.at:
+        state.last_eval = held_out_eval(loop, loop.models.student, loop.single_teacher)
+        record |= state.last_eval
+    return record, metrics
+
+
+def save(loop: Loop, state: LoopState) -> None:
+    """A checkpoint of the step done: every rank's RNG states (and a sharded student's full state) gathered; rank 0
+    writes it."""
+    student, world = loop.models.student, loop.world
+    weights, optimizer_saved = model_state(student), optimizer_state(student, state.optimizer)
+    rng = world.gather(rng_state(state.prompt_rng))
+    if world.is_main:
+        saved = {"optimizer": optimizer_saved, "scheduler": state.scheduler.state_dict(), "rng": rng,
+                 "nonfinite_skipped": state.nonfinite_skipped}  # fmt: skip
+        save_checkpoint(loop.run_dir, state.step, student, loop.models.tokenizer, saved, loop.config.checkpoint.keep,
+                        weights)  # fmt: skip
+
+
+def progress_line(metrics: dict, record: dict, last_eval: dict) -> str:
+    """The progress bar's text: loss, reverse KL, the last greedy accuracy, tokens per second."""
+    info = f"loss {metrics['loss']:.4f}"
+    if "reverse_kl" in metrics:
+        info += f" | KL {metrics['reverse_kl']:.4f}"
+    if last_eval:
+        info += f" | acc {last_eval.get('eval/accuracy_greedy', 0.0):.3f}"
+    return info + f" | {record['perf/tokens_per_second']:.0f} tok/s"
+
+
+def finish(loop: Loop, teacher_evals: dict[str, dict]) -> dict | None:
+    """Rank 0: the final model (atomically), the closed log, curves.png and the run's summary; None elsewhere."""
+    weights = model_state(loop.models.student)
+    if not loop.world.is_main:
+        return None
+    save_final_model(loop.run_dir, loop.models.student, loop.models.tokenizer, weights)
+    loop.log.close()
+    records = loop.log.records()
+    plot_training_curves(records, loop.run_dir / "curves.png", teacher_evals)
+    final = [r for r in records if "eval/accuracy_greedy" in r]
+    return {
+        "teacher": next(iter(teacher_evals.values()), None),
+        "teachers": teacher_evals,
+        "before": final[0] if final and final[0]["step"] == 0 else None,
+        "after": final[-1] if final else None,
+        "run_dir": str(loop.run_dir),
+    }
+
+
+def stopped(loop: Loop, step: int, signum: int) -> RunStopped:
+    """The RunStopped to raise at `step` for signal `signum`, the metrics log closed."""
+    if loop.log is not None:
+        loop.log.close()
+    return RunStopped(step, signum)
+
+
+def train_in(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: list[Problem], objective: Objective,
+             on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None,
+             world: World, stops: StopRequests = StopRequests(), preflight: Preflight | None = None,
+             ) -> dict | None:  # fmt: skip
+    """The run itself, in the claimed directory: start, evaluate, then the loop of train_step; every rank runs it.
+    After each step the ranks agree whether a signal asked them to stop (`stops`): then each saves the step's
+    checkpoint and raises RunStopped."""
+    loop, state = start_loop(run, config, task, eval_problems, objective, world, preflight or Preflight(), eval_cache)
+    teacher_evals = evaluate_teachers(loop, resumed=run.resume_from is not None)
+    if state.step == 0:  # every rank evaluates the student (a sharded one needs them all); rank 0 logs
+        before = held_out_eval(loop, loop.models.student, loop.single_teacher, unchanged_path=config.student.path)
+        if loop.log is not None:
+            loop.log.log(0, before)
+    if loop.log is not None:  # the progress line shows the newest evaluation (of a resumed run too)
+        state.last_eval = next((r for r in reversed(loop.log.records()) if "eval/accuracy_greedy" in r), {})
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not (show_progress and world.is_main),
         transient=False,
     )  # fmt: skip
-    last_eval = next((r for r in reversed(log.records()) if "eval/accuracy_greedy" in r), {}) if log else {}
     signum = agreed_signal(world, stops)
     if signum:  # during the start: nothing new to save
-        if log is not None:
-            log.close()
-        raise RunStopped(start_step, signum)
+        raise stopped(loop, state.step, signum)
     flat_rewards = FlatRewardsWarning(objective, console, world)
+    steps, every = config.optim.steps, config.checkpoint.every
     with progress:
-        bar = progress.add_task("train", total=optim.steps, completed=start_step, info="")
-        student.train()
-        for step in range(start_step + 1, optim.steps + 1):
-            phases = PhaseTimer(models.device)
-            problems = world.share_of([task.sample_train(prompt_rng) for _ in range(config.rollout.prompts_per_step)])
-            sequences, metrics = sample_sequences(config, models, problems, prompt_rng)
-            phases.mark("rollout")
-            with autocast(models.precision, models.device):
-                signals = score_rollout(models, objective.needs, sequences, problems, task.reward,
-                                        top_k=max((leaf.top_k for leaf in config.objective.leaves()
-                                                   if leaf.resolved_fidelity == "topk"), default=1),
-                                        rows_per_pass=-(-len(sequences) // optim.grad_accum),
-                                        chunk_size=chunk_size)  # fmt: skip
-            phases.mark("score")
-            flat_rewards.check(step, signals)
-            metrics |= rollout_metrics(sequences, signals, [t.name for t in models.teachers])
-            metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
-            learning_rate = scheduler.get_last_lr()[0]
-            metrics |= update_policy(config, models, objective, sequences, signals, optimizer, parameters, world)
-            nonfinite_skipped += metrics.pop("nonfinite_steps")
-            if nonfinite_skipped > optim.skip_nonfinite_steps:
-                raise NonFiniteStep(
-                    f"step {step}: the loss or gradient is not finite (nan or inf); the step was not applied and "
-                    f"nothing saved. Lower optim.lr ({optim.lr:g}), or allow a few such steps with "
-                    "optim.skip_nonfinite_steps"
-                )
-            scheduler.step()
-            phases.mark("update")
-            seconds = phases.total
-            record = {f"train/{k}": v for k, v in metrics.items()}
-            record |= {"train/lr": learning_rate,
-                       "perf/step_seconds": seconds,
-                       "perf/tokens_per_second": world.sum(sequences.completion_mask.sum().item()) / seconds,
-                       **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
-            if step == optim.steps or (config.eval.every and step % config.eval.every == 0) or step in config.eval.at:
-                last_eval = run_eval(student, single_teacher)
-                record |= last_eval
-            if log is not None:
-                log.log(step, record)
+        bar = progress.add_task("train", total=steps, completed=state.step, info="")
+        loop.models.student.train()
+        while state.step < steps:
+            record, metrics = train_step(loop, state, flat_rewards)
+            if loop.log is not None:
+                loop.log.log(state.step, record)
             signum = agreed_signal(world, stops)
-            if step == optim.steps or (config.checkpoint.every and step % config.checkpoint.every == 0) or signum:
-                save(step)
-            info = f"loss {metrics['loss']:.4f}"
-            if "reverse_kl" in metrics:
-                info += f" | KL {metrics['reverse_kl']:.4f}"
-            if last_eval:
-                info += f" | acc {last_eval.get('eval/accuracy_greedy', 0.0):.3f}"
-            info += f" | {record['perf/tokens_per_second']:.0f} tok/s"
-            progress.update(bar, advance=1, info=info)
+            if state.step == steps or (every and state.step % every == 0) or signum:
+                save(loop, state)
+            progress.update(bar, advance=1, info=progress_line(metrics, record, state.last_eval))
             if on_step is not None:
-                on_step(step, record)
-            if signum and step < optim.steps:
-                if log is not None:
-                    log.close()
-                raise RunStopped(step, signum)
-    weights = model_state(student)
-    if not world.is_main:
-        return None
-    save_final_model(run_dir, student, models.tokenizer, weights)
-    log.close()
-    records = log.records()
-    plot_training_curves(records, run_dir / "curves.png", teacher_evals)
-    final = [r for r in records if "eval/accuracy_greedy" in r]
-    return {
-        "teacher": teacher_eval,
-        "teachers": teacher_evals,
-        "before": final[0] if final and final[0]["step"] == 0 else None,
-        "after": final[-1] if final else None,
-        "run_dir": str(run_dir),
-    }
+                on_step(state.step, record)
+            if signum and state.step < steps:
+                raise stopped(loop, state.step, signum)
+    return finish(loop, teacher_evals)
