@@ -1,4 +1,4 @@
-"""GRPO lr sweep from one base model, each run a zoo GRPO stage (models/zoo.py's recipe settings): the table of
+"""GRPO lr sweep from one base model, each run a zoo GRPO stage (zoo/recipes.py's settings): the table of
 docs/results/TESTBED.md ("Why the first zoo's GRPO gave +0.01").
 
     python scripts/grpo_lr_sweep.py --base runs/zoo/hard-base --task arith --level hard --lr 3e-5 --lr 1e-4 \

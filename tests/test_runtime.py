@@ -1,4 +1,4 @@
-"""Device and precision selection (runtime.py) and the config fields that name devices."""
+"""Device and precision selection (run/runtime.py) and the config fields that name devices."""
 
 import pytest
 import torch

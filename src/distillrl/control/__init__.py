@@ -1,4 +1,5 @@
-"""Policy distillation for control: compress a teacher policy that acts in an environment into a small student.
+"""An application: policy distillation for control. Compress a teacher policy that acts in an environment into a
+small student.
 
 Same names as the language-model side: `forward_kl` (Rusu et al.'s policy distillation, teacher temperature),
 `nll` (behaviour cloning of the teacher's actions), `reverse_kl`; sequences become the states an actor visits.

@@ -1,4 +1,5 @@
-"""Objectives: pure functions of a Batch returning (loss, metrics), one module per family.
+"""Layer 8, objectives: pure functions of a Batch returning (loss, metrics), one module per family. They never
+import a scorer backend, an engine, the config, a task or the models (the import-linter contract says so).
 
 Each objective declares the per-token signals it `needs` from the scorers, out of SIGNALS.
 """

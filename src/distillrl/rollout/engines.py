@@ -4,7 +4,7 @@
 buckets and reuses a static KV cache and, on GPUs, one compiled decode graph per shape. `auto` picks by
 device, as measured by `distillrl bench speed`: static on a GPU, hf on the CPU (where the tiny models' steps
 are dominated by Python overhead that neither engine removes, and compiling is not worth its start-up cost).
-Every engine returns the same Sequences with the same rendering, stop and mask rules (rollout/chat.py).
+Every engine returns the same Sequences with the same rendering, stop and mask rules (text/chat.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each request scores a few finished sequences: `POST /v1/completions` with `promp
 `max_tokens: 1` and `prompt_logprobs: k` (0 for the realised token only). The answer's
 `choices[i].prompt_logprobs` has one entry per prompt token: null for the first, then
 `{token_id: {logprob, rank, ...}}` holding the k most likely tokens and the realised one (k or k + 1 entries).
-That is what `vllm serve MODEL` serves, and what `distillrl serve-teacher` (distillrl/serve.py) serves.
+That is what `vllm serve MODEL` serves, and what `distillrl serve-teacher` (distillrl/serve/) serves.
 
 Transport: the standard library's http.client, kept over httpx: the deadline is for the whole answer (the socket's
 timeout is re-set to what is left before each receive), which httpx's per-phase timeouts do not give, and the

@@ -9,7 +9,7 @@
   head, else 408 and the connection is closed. An idle kept-alive connection is closed after `idle_timeout`.
 - Sizes: a head over MAX_HEAD_BYTES is refused by h11 (400); a body over `max_request_bytes` is refused (413)
   from its Content-Length, or as soon as a streamed body passes it (nothing past it is kept). The answer and
-  /tokenize caps are TeacherModel's (serve.py).
+  /tokenize caps are TeacherModel's (serve/teacher_model.py).
 - Load: the model's work (parsing the JSON, checking it, the forward pass or tokenisation, encoding the answer)
   runs one request at a time in one worker thread, so the event loop keeps answering. At most `max_queue`
   requests are in the worker's hands (running or waiting); one more is answered 503 with Retry-After at once
@@ -214,7 +214,7 @@ class Gate:
 
 
 def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, log=sys.stderr) -> Gate:
-    """The ASGI app: the endpoints of serve.py behind the key check and request log described above."""
+    """The ASGI app: the endpoints of teacher_model.py behind the key check and request log described above."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     worker = ModelWorker(limits.max_queue)
 

@@ -11,7 +11,7 @@ k + 1 entries), exactly as vLLM answers; the log-probs are the model's at temper
 bf16 with `--precision bf16`; log-softmax in float32) over the tokenizer's ids only, as the local teacher scores
 them: a head padded past its tokenizer has rows no token uses, which are never normalised over, ranked or listed
 (`shared_vocab_size`). This server only scores: the completion text is empty. Every problem with a request is a
-BadRequest (a 4xx with a message). The HTTP side (limits, timeouts, the API key) is serve_http.py.
+BadRequest (a 4xx with a message). The HTTP side (limits, timeouts, the API key) is serve/http.py.
 """
 
 from __future__ import annotations

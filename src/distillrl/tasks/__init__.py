@@ -1,4 +1,5 @@
-"""Tasks: prompt sources with verifiers."""
+"""Layer 4, tasks: prompt sources with verifiers (the built-in arith, lists and mix generators, prompt files and
+`datasets`), answer formats and rewards, and the check that prompts fit a context. Tasks never import models."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ FINAL_ANSWER = re.compile(r"#\s*(-?[0-9a-z\[\], ]*)")
 class Problem:
     """One prompt, with the reference answer and (when known) a worked solution."""
 
-    prompt: str | list[dict]  # one user turn, or chat messages (rendered by rollout/chat.py)
+    prompt: str | list[dict]  # one user turn, or chat messages (rendered by text/chat.py)
     answer: str | None = None
     solution: str | None = None
     domain: str | None = None

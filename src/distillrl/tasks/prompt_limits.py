@@ -2,7 +2,7 @@
 
 Checked when the prompts load, before any model weights do, so that a prompt longer than a context (or a 20 MB
 one) is named at once instead of running on past the model's positions, being silently mapped to `<unk>` or
-exhausting memory. With `task.truncate: left` a long prompt is cut to fit instead (rollout/chat.py).
+exhausting memory. With `task.truncate: left` a long prompt is cut to fit instead (text/chat.py).
 """
 
 from __future__ import annotations

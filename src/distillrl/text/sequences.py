@@ -139,7 +139,7 @@ def left_pad(rows: list[list[int]], pad_token_id: int) -> tuple[Tensor, Tensor]:
 
 def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], chat: ChatFormat = PLAIN
                    ) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Tokenise prompts (rendered as rollout/chat.py says) with left padding: ids and mask [B, P]."""
+    """Tokenise prompts (rendered as text/chat.py says) with left padding: ids and mask [B, P]."""
     return left_pad(prompt_token_ids(tokenizer, prompts, chat), tokenizer.pad_token_id)
 
 
