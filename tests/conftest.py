@@ -2,6 +2,17 @@ import pytest
 
 from distillrl.config import TrainConfig
 
+# `pytest -m quick`: the objectives against their brute-force values, the config, tasks, packing and the layers,
+# in under a minute on 2 CPU cores (the whole suite: about 13 minutes on 2 idle cores)
+QUICK_FILES = {"test_objectives.py", "test_divergences.py", "test_rl_objectives.py", "test_config.py",
+               "test_packing.py", "test_task_and_data.py", "test_layers.py"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in QUICK_FILES:
+            item.add_marker(pytest.mark.quick)
+
 
 @pytest.fixture
 def tiny_config(tmp_path):

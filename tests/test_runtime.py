@@ -79,3 +79,24 @@ def test_bf16_first_step_ratio_is_exactly_one(tiny_config):
         policy = completion_logits(models.student, sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
         policy_logprobs = policy.token_logprobs(batch.target_ids)
     assert torch.equal(policy_logprobs, batch.old_logprobs)
+
+
+def test_cpu_threads_respect_a_cgroup_quota_and_the_affinity(tmp_path, monkeypatch):
+    quota = tmp_path / "cpu.max"
+    for text, cpus in [("200000 100000\n", 2), ("150000 100000\n", 2), ("50000 100000\n", 1), ("max 100000\n", None)]:
+        quota.write_text(text)
+        assert runtime.cpu_quota(quota) == cpus
+    assert runtime.cpu_quota(tmp_path / "missing") is None
+    monkeypatch.setattr(runtime, "cpu_quota", lambda: 1)
+    assert runtime.cpu_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        runtime.apply_cpu_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        torch.set_num_threads(2)
+        runtime.apply_cpu_threads()  # the user's choice stands
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

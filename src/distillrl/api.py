@@ -30,6 +30,7 @@ from distillrl.core.errors import UserError
 from distillrl.core.files import temporary_directory, write_text_atomic
 from distillrl.models.run_paths import FINAL_MODEL
 from distillrl.report.metrics import read_metrics
+from distillrl.report.samples import write_samples
 from distillrl.run.eval_setup import EvalOptions
 from distillrl.run.model_eval import evaluate_model
 from distillrl.run.trainer import train as run_training
@@ -100,17 +101,22 @@ def evaluate(model: str | Path | TrainResult, task: str | None = None, n: int | 
              max_new_tokens: int | None = None, precision: str = "fp32", batch_size: int = 256,
              answer_format: str | None = None, answer_tag: str | None = None, answer_match: str | None = None,
              reward: str | None = None, columns: dict[str, str] | None = None,
-             chat_template_kwargs: dict | None = None, stop_strings: list[str] = ()) -> dict[str, float]:  # fmt: skip
+             chat_template_kwargs: dict | None = None, stop_strings: list[str] = (),
+             samples: str | Path | None = None) -> dict[str, float]:  # fmt: skip
     """Evaluate `model` (zoo:NAME, a run directory, a model directory, a hub id or a TrainResult) on held-out
     prompts exactly as `distillrl eval` does (same defaults, rendering, stop strings and verifier; a run directory is
     evaluated on its own task). Returns the metrics without their `eval/` prefix: accuracy_greedy,
-    accuracy_sampled, response_length, entropy (and reverse_kl with a teacher)."""
+    accuracy_sampled, response_length, entropy (and reverse_kl with a teacher). `samples`: a .jsonl file to write
+    every completion to (as `distillrl eval --samples`)."""
     name = str(model.final_model if isinstance(model, TrainResult) else model)
     options = EvalOptions(task, level, n, max_new_tokens, answer_format, answer_tag, answer_match, reward,
                           None if columns is None else json.dumps(columns),
                           None if chat_template_kwargs is None else json.dumps(chat_template_kwargs),
                           list(stop_strings))  # fmt: skip
-    metrics = evaluate_model(name, options, teacher, temperature, precision, batch_size).metrics
+    result = evaluate_model(name, options, teacher, temperature, precision, batch_size)
+    if samples is not None:
+        write_samples(samples, result.samples)
+    metrics = result.metrics
     return {key.removeprefix("eval/"): value for key, value in metrics.items()}
 
 

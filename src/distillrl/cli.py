@@ -117,10 +117,10 @@ def demo(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """On-policy distillation from the shipped teacher into the shipped student-base on `arith`."""
+    config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])  # checked before torch loads
     from distillrl.core.files import write_text_atomic
     from distillrl.run.trainer import train
 
-    config = load_config(RECIPES / "demo.yaml", [f"output_dir={out}", *set_])
     started = time.perf_counter()
     summary = train(config, resume=resume, overwrite=overwrite)
     if summary is None:  # a rank other than 0 of a data-parallel run: rank 0 reports
@@ -150,10 +150,10 @@ def train_command(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Train with a YAML recipe; the trained model is saved to OUTPUT_DIR/final."""
-    from distillrl.config import load_config
+    config = load_config(config_path, set_)  # a bad config is answered before torch loads
     from distillrl.run.trainer import train
 
-    summary = train(load_config(config_path, set_), resume=resume, overwrite=overwrite)
+    summary = train(config, resume=resume, overwrite=overwrite)
     if summary is None:  # a rank other than 0 of a data-parallel run: rank 0 reports
         return
     if summary["before"] or summary["after"]:
@@ -192,6 +192,9 @@ def eval_command(
     stop_string: Optional[list[str]] = typer.Option(
         None, "--stop-string", help="a completion also ends at this string (repeatable; default: a run directory's "
         "rollout.stop_strings, else none)"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="also write every completion (greedy and sampled: "
+                                           "prompt, completion, answer, reward, length, per-token reverse KL to "
+                                           "--teacher) to this .jsonl file, and print two of them"),
 ) -> None:
     """Evaluate a model on held-out prompts (a run directory: on the run's own task, as it evaluated itself)."""
     from distillrl.run.eval_setup import EvalOptions
@@ -200,6 +203,12 @@ def eval_command(
     options = EvalOptions(task, level, n, max_new_tokens, answer_format, answer_tag, answer_match, reward, columns,
                           chat_template_kwargs, stop_string or [])  # fmt: skip
     result = evaluate_model(model, options, teacher, temperature, precision, batch_size, console.status)
+    if samples is not None:
+        from distillrl.report.samples import sample_lines, write_samples
+
+        console.print("\n".join(["samples:", *sample_lines(result.samples, 2)]), highlight=False, markup=False,
+                      soft_wrap=True)  # fmt: skip
+        console.print(f"wrote {len(result.samples)} completions to {write_samples(samples, result.samples)}")
     table = Table(title=f"{model} on {result.setup.source} ({result.num_prompts} prompts)")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -290,6 +290,14 @@ class CheckpointConfig(Strict):
     keep: int = Field(2, ge=1, description="checkpoints kept on disk")
 
 
+class LogConfig(Strict):
+    every: int = Field(10, ge=1, description="when stderr is not a terminal (a log file, CI, Slurm): a plain progress "
+                       "line every N steps (step, loss, signal, accuracy, tokens/s, ETA), and one per evaluation")
+    rollout_samples: int = Field(4, ge=0, description="rollouts of each step written to samples/step_N.jsonl (with "
+                                 "reward, length and, where the signals have it, per-token reverse KL)")
+    show_samples: int = Field(2, ge=0, description="held-out greedy completions printed at each evaluation")
+
+
 class DistributedConfig(Strict):
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp", description="how a run of several processes (torchrun, accelerate launch) holds the student: ddp, a "
@@ -332,6 +340,7 @@ class TrainConfig(Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    log: LogConfig = Field(default_factory=LogConfig, description="what a run shows and keeps as it trains")
     tensorboard: bool = True
     wandb: WandbConfig | None = Field(None, description="also log metrics to Weights & Biases (the `wandb` extra)")
 

@@ -13,10 +13,15 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from distillrl.core.errors import UserError, one_line
 from distillrl.models.run_paths import FINAL_MODEL, latest_checkpoint
 from distillrl.models.zoo_paths import ZOO_DIR
+
+# transformers (5.25 and later) draws a progress bar for every load and save, a few per step of a run; the run's
+# own lines say what it loads and writes
+transformers_logging.disable_progress_bar()
 
 ZOO_PREFIX = "zoo:"
 LOCAL_PATH_PREFIXES = ("/", "./", "../", "~")

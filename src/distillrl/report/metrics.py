@@ -9,6 +9,7 @@ from pathlib import Path
 
 from distillrl.core.errors import UserError
 from distillrl.core.files import write_text_atomic
+from distillrl.report.samples import prompt_text, samples_markdown
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -46,6 +47,18 @@ class MetricsLog:
                     self.writer.add_scalar(name, value, step)
         if self.wandb_run is not None:
             self.wandb_run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+    def log_samples(self, step: int, rows: list[dict]) -> None:
+        """A step's samples (report/samples.py rows) as TensorBoard text and a W&B table, where those are on."""
+        if not rows:
+            return
+        if self.writer is not None:
+            self.writer.add_text("samples", samples_markdown(rows), step)
+        if self.wandb_run is not None:
+            columns = ["decoding", "prompt", "completion", "answer", "reward", "length", "reverse_kl"]
+            data = [[row["decoding"], prompt_text(row["prompt"]), row["completion"], row["answer"], row["reward"],
+                     row["length"], row["reverse_kl"]] for row in rows]  # fmt: skip
+            self.wandb_run.log({"samples": wandb_module().Table(columns=columns, data=data)}, step=step)
 
     def records(self) -> list[dict]:
         return read_metrics(self.path.parent)

@@ -15,7 +15,7 @@ from distillrl.models.loading import load_causal_lm, load_tokenizer, model_confi
 from distillrl.models.vocabulary import check_same_vocabulary
 from distillrl.rollout.engines import HFEngine
 from distillrl.run.eval_setup import EvalOptions, EvalSetup, eval_setup
-from distillrl.run.evaluate import evaluate
+from distillrl.run.evaluate import evaluate_with_samples
 from distillrl.run.runtime import frozen_dtype
 from distillrl.tasks import build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
@@ -25,11 +25,13 @@ from distillrl.text.chat import check_end_of_turn, check_teacher_template
 
 @dataclass
 class ModelEval:
-    """What an evaluation measured (`eval/...` metrics), on what (`setup`) and how many prompts."""
+    """What an evaluation measured (`eval/...` metrics), on what (`setup`), how many prompts, and its completions as
+    samples rows (report/samples.py: each prompt's greedy and sampled completion)."""
 
     metrics: dict[str, float]
     setup: EvalSetup
     num_prompts: int
+    samples: list[dict]
 
 
 def evaluate_model(model: str, options: EvalOptions = EvalOptions(), teacher: str | None = None,
@@ -64,6 +66,6 @@ def evaluate_model(model: str, options: EvalOptions = EvalOptions(), teacher: st
     teacher_model = load_causal_lm(teacher, dtype=frozen_dtype(precision)) if teacher else None
     engine = HFEngine(student, tokenizer, batch_size, setup.chat)
     with status(f"evaluating {model} on {len(problems)} prompts") if status else contextlib.nullcontext():
-        metrics = evaluate(student, tokenizer, task, problems, teacher_model, temperature, setup.max_new_tokens,
-                           batch_size, precision, engine)  # fmt: skip
-    return ModelEval(metrics, setup, len(problems))
+        metrics, samples = evaluate_with_samples(student, tokenizer, task, problems, teacher_model, temperature,
+                                                 setup.max_new_tokens, batch_size, precision, engine)  # fmt: skip
+    return ModelEval(metrics, setup, len(problems), samples)

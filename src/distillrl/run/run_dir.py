@@ -48,7 +48,8 @@ LOCK_NAME = ".lock"
 CONFIG_NAME = "config.yaml"
 RUN_CONFIG_KEYS = {"output_dir", "student", "objective", "optim"}  # what every config.yaml that a run wrote holds
 # what a resumed run may change: how long it runs, how it evaluates, saves and logs, and where the directory is
-RESUMABLE_FIELDS = ("optim.steps", "optim.skip_nonfinite_steps", "eval", "checkpoint", "tensorboard", "wandb", "output_dir",
+RESUMABLE_FIELDS = ("optim.steps", "optim.skip_nonfinite_steps", "eval", "checkpoint", "log", "tensorboard", "wandb",
+                    "output_dir",
                     "device", "teacher.device", "rollout.engine", "teacher.server", "teacher.server_timeout",
                     "teacher.server_retries", "teacher.server_concurrency",
                     "teacher.server_rows_per_request", "teacher.server_api_key_env")  # where it runs, not what it computes

@@ -8,12 +8,16 @@
 - `autocast(precision, device)`: the one autocast context of the project (the student's forward passes, the
   scoring passes and evaluation all run under it, so pi_old, pi_theta and the teachers share one precision).
 - `fork_rng(device)`: a private RNG stream on the device that samples (evaluation must not move the training RNG).
+- `apply_cpu_threads()`: torch's CPU threads = the CPUs this process may use (affinity, cgroup quota), unless
+  OMP_NUM_THREADS says otherwise. The thread count changes the order of float sums, so a run's numbers depend on it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+from pathlib import Path
 
 import torch
 
@@ -94,3 +98,26 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (for phase timings; a no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """The CPUs a cgroup (v2) quota allows this process, rounded up (`quota period` in cpu.max); None without one."""
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+
+
+def cpu_threads() -> int:
+    """The CPU threads a run should use: the CPUs this process may run on (its affinity), capped by a cgroup quota.
+    torch's own default counts the machine's cores, so a container limited to fewer CPUs oversubscribes them."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cpu_quota()
+    return min(allowed, quota) if quota else allowed
+
+
+def apply_cpu_threads() -> None:
+    """Set torch's CPU threads to cpu_threads() unless the user chose (OMP_NUM_THREADS set, or fewer already set)."""
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > cpu_threads():
+        torch.set_num_threads(cpu_threads())

@@ -58,11 +58,14 @@ from distillrl.objectives.batch import Batch
 from distillrl.report.flat_rewards import FlatRewardsWarning
 from distillrl.report.metrics import MetricsLog, read_teacher_evals, wandb_module
 from distillrl.report.plots import plot_training_curves
+from distillrl.report.progress import PlainProgress, phase
+from distillrl.report.run_warnings import TruncationWarning, zero_teacher_lines
+from distillrl.report.samples import sample_lines, samples_path, write_samples
 from distillrl.run.checkpoint import restore_rng_state, rng_state, rng_states_by_rank, save_checkpoint, save_final_model
-from distillrl.run.evaluate import evaluate
+from distillrl.run.evaluate import evaluate_with_samples, sample_rows
 from distillrl.run.roles import Models, Preflight, Teacher, chat_format, load_models, shortest_context, teacher_devices
 from distillrl.run.run_dir import ClaimedRun, claim_run_directory_of_world
-from distillrl.run.runtime import autocast, resolve_device, synchronize
+from distillrl.run.runtime import apply_cpu_threads, autocast, resolve_device, synchronize
 from distillrl.run.signals import score_rollout
 from distillrl.run.sources import sample_sequences
 from distillrl.scoring.forward import completion_logits
@@ -295,6 +298,7 @@ def train(
     the teachers and the student before its first step, keyed by their paths and the task and eval settings.
     `reward` (a Python function wrapped as a CustomReward) replaces the task's reward for this run.
     """
+    apply_cpu_threads()
     task = build_task(config.task)  # data problems surface before any model loads or any file is written
     if reward is not None:
         task.reward = reward
@@ -362,6 +366,9 @@ def start_loop(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: 
     torch.manual_seed(rank_seed(config.seed, world.rank))  # each rank samples its own sequences
     random.seed(rank_seed(config.seed, world.rank))
     prompt_rng = random.Random(config.seed)  # one stream on every rank: the whole step's prompts, then each its share
+    if world.is_main:
+        roles = [f"the student {config.student.path}"] + [f"the teacher {t.path}" for t in config.teacher_list]
+        phase(console, f"loading {' and '.join(roles)}")
     models = load_models(config, "reference_logprobs" in objective.needs,
                          student_path=str(checkpoint / "model") if checkpoint else None, preflight=preflight)  # fmt: skip
     student = models.student
@@ -394,9 +401,11 @@ def start_loop(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: 
     return loop, state
 
 
-def held_out_eval(loop: Loop, model, teacher: Teacher | None = None, unchanged_path: str | None = None) -> dict:
-    """`model` evaluated on the held-out prompts (with the reverse KL to `teacher`); the evaluation of a model
-    loaded unchanged from `unchanged_path` is kept in the loop's eval cache (keyed by path, task and eval settings)."""
+def held_out_eval(loop: Loop, model, teacher: Teacher | None = None,
+                  unchanged_path: str | None = None) -> tuple[dict, list[dict]]:  # fmt: skip
+    """`model` evaluated on the held-out prompts (with the reverse KL to `teacher`): its metrics and its completions
+    as samples rows (greedy and sampled, report/samples.py). The evaluation of a model loaded unchanged from
+    `unchanged_path` is kept in the loop's eval cache (keyed by path, task and eval settings)."""
     config, models, e = loop.config, loop.models, loop.config.eval
     key = None
     if loop.eval_cache is not None and unchanged_path is not None:
@@ -404,13 +413,14 @@ def held_out_eval(loop: Loop, model, teacher: Teacher | None = None, unchanged_p
                           config.task.model_dump(mode="json"), e.model_dump(mode="json"), models.precision,
                           str(models.device)])  # fmt: skip
         if key in loop.eval_cache:
-            return dict(loop.eval_cache[key])
-    metrics = evaluate(model, models.tokenizer, loop.task, loop.eval_problems, teacher.model if teacher else None,
-                       e.temperature, e.max_new_tokens, e.batch_size, models.precision,
-                       models.engine(model, e.batch_size))  # fmt: skip
+            metrics, samples = loop.eval_cache[key]
+            return dict(metrics), samples
+    metrics, samples = evaluate_with_samples(model, models.tokenizer, loop.task, loop.eval_problems,
+                                             teacher.model if teacher else None, e.temperature, e.max_new_tokens,
+                                             e.batch_size, models.precision, models.engine(model, e.batch_size))  # fmt: skip
     if key is not None:
-        loop.eval_cache[key] = dict(metrics)
-    return metrics
+        loop.eval_cache[key] = (dict(metrics), samples)
+    return metrics, samples
 
 
 def evaluate_teachers(loop: Loop, resumed: bool) -> dict[str, dict]:
@@ -423,15 +433,20 @@ def evaluate_teachers(loop: Loop, resumed: bool) -> dict[str, dict]:
     if resumed and teacher_file.exists():
         teacher_evals = read_teacher_evals(loop.run_dir)
     elif models.teachers:
-        teacher_evals = {t.name: held_out_eval(loop, t.model, unchanged_path=t.path) for t in models.teachers
-                         if t.model is not None}  # fmt: skip
+        for teacher in [t for t in models.teachers if t.model is not None]:
+            phase(console, f"evaluating the teacher {teacher.path} on {len(loop.eval_problems)} held-out prompts")
+            teacher_evals[teacher.name] = held_out_eval(loop, teacher.model, unchanged_path=teacher.path)[0]
         write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
     console.print(
         f"student {loop.config.student.path}: {count_parameters(models.student, trainable_only=True):,} trainable "
         "parameters" + (f" | {loop.world.size} processes" if loop.world.size > 1 else "")
         + "".join(f" | teacher {t.path}: greedy accuracy {teacher_evals[t.name]['eval/accuracy_greedy']:.3f}"
                   for t in models.teachers if t.name in teacher_evals)  # fmt: skip
+        + f" | torch threads {torch.get_num_threads()}"
     )
+    paths = {t.name: t.path for t in models.teachers}
+    for line in zero_teacher_lines(teacher_evals, paths, len(loop.eval_problems)):
+        console.print(f"[yellow]{line}[/]", highlight=False, soft_wrap=True)
     return teacher_evals
 
 
@@ -467,19 +482,43 @@ def update(loop: Loop, state: LoopState, sequences: Sequences, signals: Batch) -
     return metrics
 
 
-def train_step(loop: Loop, state: LoopState, flat_rewards: FlatRewardsWarning) -> tuple[dict, dict]:
+def rollout_samples(loop: Loop, problems: list[Problem], sequences: Sequences, signals: Batch, n: int) -> list[dict]:
+    """The first `n` rollouts of the step as samples rows: reward (the signals', else the task's), length and, where
+    the signals hold pi_old and the teacher at the sampled tokens, the sampled reverse KL log pi_old(y_t) -
+    log pi_T(y_t) per token."""
+    rows = torch.arange(min(n, len(sequences)))
+    chosen = sequences.select(rows)
+    row_problems = [problems[i] for i in chosen.prompt_index.tolist()]
+    if signals.rewards is not None:
+        rewards = signals.rewards[rows].tolist()
+    else:
+        rewards = [loop.task.reward(p, c) for p, c in zip(row_problems, chosen.completions)]
+    token_kl = None
+    if signals.old_logprobs is not None and signals.teacher_logprobs is not None:
+        gap = (signals.old_logprobs - signals.teacher_logprobs).float().cpu()
+        index = signals.sequence_index.cpu()
+        token_kl = [gap[index == row] for row in rows.tolist()]
+    return sample_rows(loop.models.tokenizer, row_problems, chosen, "rollout", rewards,
+                       loop.config.rollout.max_new_tokens, token_kl)  # fmt: skip
+
+
+def train_step(loop: Loop, state: LoopState, watch: StepWatch) -> tuple[dict, dict, list[dict]]:
     """One step: draw prompts, sample, score, update, and evaluate when due. Returns the step's record (as
-    metrics.jsonl holds it) and its rollout and update metrics (all ranks' means)."""
-    step, world = state.step + 1, loop.world
+    metrics.jsonl holds it), its rollout and update metrics (all ranks' means) and its samples rows (a few
+    rollouts, and every held-out completion when it evaluated)."""
+    step, world, config = state.step + 1, loop.world, loop.config
     phases = PhaseTimer(loop.models.device)
     problems = draw_prompts(loop, state)
-    sequences, metrics = sample_sequences(loop.config, loop.models, problems, state.prompt_rng)
+    sequences, metrics = sample_sequences(config, loop.models, problems, state.prompt_rng)
     phases.mark("rollout")
     signals = score(loop, sequences, problems)
     phases.mark("score")
-    flat_rewards.check(step, signals)
+    metrics |= watch.flat_rewards.check(step, signals)
+    if config.rollout.source != "dataset":  # given solutions are not cut by the sampling limit
+        metrics |= watch.truncation.check(step, sequences.completion_lengths)
     metrics |= rollout_metrics(sequences, signals, [t.name for t in loop.models.teachers])
     metrics = world.mean_metrics(metrics)  # per-row means over ranks of equal row counts
+    samples = rollout_samples(loop, problems, sequences, signals, config.log.rollout_samples) if world.is_main else []
     learning_rate = state.scheduler.get_last_lr()[0]
     metrics |= update(loop, state, sequences, signals)
     phases.mark("update")
@@ -489,11 +528,12 @@ def train_step(loop: Loop, state: LoopState, flat_rewards: FlatRewardsWarning) -
                "perf/step_seconds": phases.total,
                "perf/tokens_per_second": world.sum(sequences.completion_mask.sum().item()) / phases.total,
                **{f"perf/{phase}_seconds": value for phase, value in phases.seconds.items()}}  # fmt: skip
-    e = loop.config.eval
-    if step == loop.config.optim.steps or (e.every and step % e.every == 0) or step in e.at:
-        state.last_eval = held_out_eval(loop, loop.models.student, loop.single_teacher)
+    e = config.eval
+    if step == config.optim.steps or (e.every and step % e.every == 0) or step in e.at:
+        state.last_eval, held_out = held_out_eval(loop, loop.models.student, loop.single_teacher)
         record |= state.last_eval
-    return record, metrics
+        samples = held_out + samples
+    return record, metrics, samples
 
 
 def save(loop: Loop, state: LoopState) -> None:
@@ -545,6 +585,28 @@ def stopped(loop: Loop, step: int, signum: int) -> RunStopped:
     return RunStopped(step, signum)
 
 
+@dataclass
+class StepWatch:
+    """What watches the steps for the user: the no-op warnings (equal rewards, completions cut at the limit) and
+    the plain progress lines of a run whose stderr is not a terminal."""
+
+    flat_rewards: FlatRewardsWarning
+    truncation: TruncationWarning
+    plain: PlainProgress
+
+
+def keep_samples(loop: Loop, step: int, rows: list[dict], evaluated: bool) -> None:
+    """Rank 0: the step's samples to samples/step_N.jsonl, TensorBoard and W&B; at an evaluation the first
+    `log.show_samples` greedy completions printed."""
+    if loop.log is None or not rows:
+        return
+    write_samples(samples_path(loop.run_dir, step), rows, step)
+    loop.log.log_samples(step, rows)
+    if evaluated and loop.config.log.show_samples:
+        lines = sample_lines(rows, loop.config.log.show_samples)
+        console.print("\n".join([f"samples at step {step}:", *lines]), highlight=False, markup=False, soft_wrap=True)
+
+
 def train_in(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: list[Problem], objective: Objective,
              on_step: Callable[[int, dict], None] | None, show_progress: bool, eval_cache: dict | None,
              world: World, stops: StopRequests = StopRequests(), preflight: Preflight | None = None,
@@ -555,32 +617,42 @@ def train_in(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: li
     loop, state = start_loop(run, config, task, eval_problems, objective, world, preflight or Preflight(), eval_cache)
     teacher_evals = evaluate_teachers(loop, resumed=run.resume_from is not None)
     if state.step == 0:  # every rank evaluates the student (a sharded one needs them all); rank 0 logs
-        before = held_out_eval(loop, loop.models.student, loop.single_teacher, unchanged_path=config.student.path)
+        if world.is_main:
+            phase(console, f"evaluating the student before training on {len(eval_problems)} held-out prompts")
+        before, samples = held_out_eval(loop, loop.models.student, loop.single_teacher,
+                                        unchanged_path=config.student.path)  # fmt: skip
         if loop.log is not None:
             loop.log.log(0, before)
+        keep_samples(loop, 0, samples, evaluated=True)
     if loop.log is not None:  # the progress line shows the newest evaluation (of a resumed run too)
         state.last_eval = next((r for r in reversed(loop.log.records()) if "eval/accuracy_greedy" in r), {})
+    shown = show_progress and world.is_main
     progress = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not (show_progress and world.is_main),
-        transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not shown, transient=False,
     )  # fmt: skip
     signum = agreed_signal(world, stops)
     if signum:  # during the start: nothing new to save
         raise stopped(loop, state.step, signum)
-    flat_rewards = FlatRewardsWarning(objective, console, world)
     steps, every = config.optim.steps, config.checkpoint.every
+    watch = StepWatch(FlatRewardsWarning(objective, console, world),
+                      TruncationWarning(console, world, config.rollout.max_new_tokens),
+                      PlainProgress(console, steps, state.step, config.log.every, shown and not console.is_terminal))  # fmt: skip
     with progress:
         bar = progress.add_task("train", total=steps, completed=state.step, info="")
         loop.models.student.train()
         while state.step < steps:
-            record, metrics = train_step(loop, state, flat_rewards)
+            record, metrics, samples = train_step(loop, state, watch)
+            evaluated = "eval/accuracy_greedy" in record
             if loop.log is not None:
                 loop.log.log(state.step, record)
+            keep_samples(loop, state.step, samples, evaluated)
             signum = agreed_signal(world, stops)
             if state.step == steps or (every and state.step % every == 0) or signum:
                 save(loop, state)
-            progress.update(bar, advance=1, info=progress_line(metrics, record, state.last_eval))
+            info = progress_line(metrics, record, state.last_eval)
+            progress.update(bar, advance=1, info=info)
+            watch.plain.step(state.step, info, evaluated)
             if on_step is not None:
                 on_step(state.step, record)
             if signum and state.step < steps:
