@@ -356,6 +356,17 @@ def inspect_command(
     console.print(f"wrote {out}")
 
 
+@app.command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a run directory (a run's output_dir), running or done"),
+) -> None:
+    """Rebuild RUN_DIR/report.html: one self-contained page with the config, the before/after table, the curves,
+    the latest samples with their rewards and their forking tokens."""
+    from distillrl.report.run_page import write_run_page
+
+    console.print(f"wrote {escape(str(write_run_page(run_dir)))}", highlight=False)
+
+
 @app.command("serve-teacher")
 def serve_teacher(
     model: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
