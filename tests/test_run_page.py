@@ -37,7 +37,8 @@ def sample_row(step: int, decoding: str, prompt, completion: str, answer: str | 
 
 def write_samples(run_dir: Path, step: int) -> list[dict]:
     """A realistic evaluation's samples (greedy and sampled, arith prompts, one of them chat turns, one completion
-    cut at max_new_tokens, one with HTML in it) and a step of rollouts."""
+    cut at max_new_tokens, one with HTML in it) after the step's rollouts, in samples/step_NNNNNN.jsonl; returns
+    the evaluation's rows."""
     prompts = [("(4-8)-6=", "-10", "4-8=-4;-4-6=-10;#-10"), ("(8-2)+2=", "8", "8-2=6;6+2=8;#8"),
                ([{"role": "system", "content": "Answer after #."}, {"role": "user", "content": "(8+0)-(0-9)="}], "17",
                 "8+0=8;0-9=-9;8--9=-1;#-1"), ("2*3=", "6", UNTRUSTED)]  # fmt: skip
@@ -47,11 +48,10 @@ def write_samples(run_dir: Path, step: int) -> list[dict]:
             right = completion.endswith("#" + answer)
             rows.append(sample_row(step, decoding, prompt, completion, answer, 1.0 if right else 0.0,
                                    stopped=index != 1, with_tokens=decoding == "sampled"))  # fmt: skip
+    rollouts = [sample_row(step, "rollout", "1+1=", "1+1=2;#2", "2", 1.0, with_tokens=True)]
     folder = run_dir / "samples"
     folder.mkdir(exist_ok=True)
-    (folder / f"step_{step:06d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    rollouts = [sample_row(step, "rollout", "1+1=", "1+1=2;#2", "2", 1.0, with_tokens=True)]
-    (folder / f"step_{step - 1:06d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rollouts))
+    (folder / f"step_{step:06d}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rollouts + rows))
     return rows
 
 
@@ -110,9 +110,10 @@ def test_samples_are_read_back_without_a_cut_last_line_and_the_newest_are_chosen
     path = tmp_path / "samples" / "step_000006.jsonl"
     with path.open("a") as handle:
         handle.write('{"step": 6, "decoding": "sa')  # a kill mid-line
-    assert read_samples(path) == rows
-    eval_step, eval_rows, rollout_step, rollout_rows = latest_samples(tmp_path)
-    assert (eval_step, rollout_step) == (6, 5) and eval_rows == rows and rollout_rows[0]["decoding"] == "rollout"
+    assert read_samples(path)[1:] == rows and read_samples(path)[0]["decoding"] == "rollout"
+    rollouts = [sample_row(7, "rollout", "2+2=", "2+2=4;#4", "4", 1.0)]
+    (tmp_path / "samples" / "step_000007.jsonl").write_text(json.dumps(rollouts[0]) + "\n")  # a step after it
+    assert latest_samples(tmp_path) == (6, rows, 7, rollouts)
     path.write_text("not json\n" + json.dumps(rows[0]) + "\n")
     with pytest.raises(UserError, match=r"step_000006.jsonl:1: not a JSON sample"):
         read_samples(path)

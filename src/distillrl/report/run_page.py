@@ -145,20 +145,19 @@ def read_samples(path: Path) -> list[dict]:
 
 def latest_samples(run_dir: Path) -> tuple[int | None, list[dict], int | None, list[dict]]:
     """(step, rows) of the newest samples file that holds an evaluation's rows (greedy or sampled), and (step,
-    rows) of the newest that holds rollouts; (None, []) for either when there is none."""
+    rows) of the rollouts in the newest file; (None, []) for either when there is none. Files are read newest
+    first, up to the first evaluation's."""
     folder = run_dir / SAMPLES_DIR
     files = sorted(((int(m.group(1)), p) for p in folder.glob("step_*.jsonl") if (m := SAMPLES_FILE.fullmatch(p.name))),
                    reverse=True) if folder.is_dir() else []  # fmt: skip
-    found = {"eval": (None, []), "rollout": (None, [])}
-    for step, path in files:
+    rollout_step, rollout_rows = None, []
+    for index, (step, path) in enumerate(files):
         rows = read_samples(path)
-        for kind, wanted in (("eval", ("greedy", "sampled")), ("rollout", ("rollout",))):
-            kept = [row for row in rows if row.get("decoding") in wanted]
-            if kept and found[kind][0] is None:
-                found[kind] = (step, kept)
-        if found["eval"][0] is not None and found["rollout"][0] is not None:
-            break
-    return (*found["eval"], *found["rollout"])
+        if index == 0 and (rollouts := [row for row in rows if row.get("decoding") == "rollout"]):
+            rollout_step, rollout_rows = step, rollouts
+        if evals := [row for row in rows if row.get("decoding") in ("greedy", "sampled")]:
+            return step, evals, rollout_step, rollout_rows
+    return None, [], rollout_step, rollout_rows
 
 
 def prompt_text(prompt) -> str:
