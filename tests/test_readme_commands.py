@@ -153,10 +153,17 @@ def run_inspect(folder: Path, monkeypatch) -> None:
     assert result.output.count("right") + result.output.count("wrong") == 3
 
 
+def run_report(folder: Path, monkeypatch) -> None:
+    invoke("train", str(ROOT / "configs/opd.yaml"), "--set", "output_dir=runs/opd", *SMALL)
+    result = invoke("report", "runs/opd")
+    page = (folder / "runs/opd/report.html").read_text()
+    assert "runs/opd/report.html" in result.output and 'id="before-after"' in page and 'id="curves"' in page
+
+
 RUNS = {
     "demo": run_demo, "train": run_train, "eval": run_eval, "export": run_export, "zoo build": run_zoo_build, "zoo list": run_zoo_list,
     "control teacher": run_control_teacher, "control distill": run_control_distill, "bench repro": run_bench_repro,
-    "bench speed": run_bench_speed, "inspect": run_inspect,
+    "bench speed": run_bench_speed, "inspect": run_inspect, "report": run_report,
 }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The `distillrl` command line: demo, train, eval, inspect, zoo, control, bench, serve-teacher, teacher.
+"""The `distillrl` command line: demo, train, eval, inspect, report, zoo, control, bench, serve-teacher, teacher.
 
 Heavy libraries (torch, transformers, datasets) are imported inside the commands that need them, so that
 `distillrl --help` answers at once (scripts/bench_cli_help.py measures it).
@@ -24,6 +24,7 @@ from distillrl.config import load_config
 from distillrl.core.errors import UserError
 from distillrl.core.interrupts import RunStopped
 from distillrl.models.zoo_paths import ZOO_DIR
+from distillrl.report.before_after import before_after_rows
 from distillrl.zoo.recipes import ZOO
 
 DEBUG = "distillrl.debug"  # ctx.meta key: show tracebacks instead of one-line errors
@@ -82,25 +83,13 @@ def global_options(
 
 def before_after_table(summary: dict) -> Table:
     """Teacher(s), student before and after: greedy accuracy (and per domain when the held-out set has several),
-    sampled accuracy, reverse KL to the teacher, response length."""
-    teachers = summary.get("teachers") or {}
-    if len(teachers) > 1:  # several teachers: one row each
-        rows = [(f"teacher {name}", metrics) for name, metrics in teachers.items()]
-    else:
-        rows = [("teacher", summary["teacher"])]
-    rows = [(label, metrics) for label, metrics in rows + [("student before", summary["before"]),
-                                                           ("student after", summary["after"])] if metrics]  # fmt: skip
-    prefix = "eval/accuracy_greedy/"
-    domains = sorted({key[len(prefix):] for _, metrics in rows for key in metrics if key.startswith(prefix)})
+    sampled accuracy, reverse KL to the teacher, response length (`report.before_after`)."""
+    columns, rows = before_after_rows(summary)
     table = Table(title="held-out accuracy (verifier)")
-    for column in ("model", "greedy", *(f"greedy {domain}" for domain in domains), "sampled", "reverse KL", "length"):
+    for column in columns:
         table.add_column(column, justify="right" if column != "model" else "left", no_wrap=column == "model")
-    for label, metrics in rows:
-        kl = metrics.get("eval/reverse_kl")
-        table.add_row(label, f"{metrics['eval/accuracy_greedy']:.3f}",
-                      *(f"{metrics[prefix + domain]:.3f}" for domain in domains),
-                      f"{metrics['eval/accuracy_sampled']:.3f}", "-" if kl is None else f"{kl:.4f}",
-                      f"{metrics['eval/response_length']:.1f}")  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -374,6 +363,17 @@ def inspect_command(
         console.print(f"{marks[view.correct]} {escape(view.prompt + view.completion)}  [dim]{escape(where)}[/]",
                       highlight=False)  # fmt: skip
     console.print(f"wrote {out}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a run directory (a run's output_dir), running or done"),
+) -> None:
+    """Rebuild RUN_DIR/report.html: one self-contained page with the config, the before/after table, the curves,
+    the latest samples with their rewards and their forking tokens."""
+    from distillrl.report.run_page import write_run_page
+
+    console.print(f"wrote {escape(str(write_run_page(run_dir)))}", highlight=False)
 
 
 @app.command("serve-teacher")

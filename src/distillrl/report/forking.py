@@ -3,7 +3,7 @@
 For a sampled completion y ~ pi_theta, the per-token reverse KL at position t is
 KL_t = sum_v pi_theta(v | x, y<t) [log pi_theta(v | x, y<t) - log pi_T(v | x, y<t)], the penalty OPD puts there.
 `inspect_samples` computes it with the teacher's preferred token at each position; `render_html` shades each
-token by it (the teacher's choice on hover).
+token by it (`token_shades`; the teacher's choice on hover).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.objectives.divergences import reverse_kl_per_token
+from distillrl.report.token_shades import kl_legend, kl_shade
 from distillrl.rollout.hf_generate import generate
 from distillrl.scoring.forward import completion_logits
 
@@ -84,11 +85,10 @@ def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenize
 
 
 def _cell(token: TokenView, scale: float) -> str:
-    shade = min(token.reverse_kl / scale, 1.0) if scale > 0 else 0.0
     title = (f"reverse KL {token.reverse_kl:.3f} nats | student p={token.student_prob:.3f}, teacher p="
              f"{token.teacher_prob:.3f} | teacher prefers {token.teacher_token!r} (p={token.teacher_token_prob:.3f})")
     text = html.escape(token.text) or "&#9166;"  # an empty piece (EOS) shows as a return sign
-    return f'<span class="tok" style="background: rgba(220, 40, 40, {shade:.3f})" title="{html.escape(title)}">{text}</span>'
+    return f'<span class="tok" style="{kl_shade(token.reverse_kl, scale)}" title="{html.escape(title)}">{text}</span>'
 
 
 VERDICTS = {True: ('<span class="mark right" title="right: the verifier accepts the answer">&#10003;</span>'),
@@ -109,9 +109,6 @@ def render_html(views: list[SampleView], title: str = "Forking tokens") -> str:
         rows.append(f'<div class="sample">{VERDICTS[view.correct]}<span class="prompt">{html.escape(view.prompt)}</span>'
                     + "".join(_cell(t, scale) for t in view.tokens)
                     + f'<span class="note">{html.escape(note)}</span></div>')  # fmt: skip
-    steps = [scale * i / 4 for i in range(5)]
-    swatches = "".join(f'<span class="tok" style="background: rgba(220, 40, 40, {i / 4:.2f})">&nbsp;{value:.2f}&nbsp;</span>'
-                       for i, value in enumerate(steps))  # fmt: skip
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -130,7 +127,7 @@ body {{ font-family: sans-serif; margin: 2em; }}
 <p>Each token of the student's own sample is shaded by the per-token reverse KL to the teacher, KL(pi_student ||
 pi_teacher) at that position: the penalty on-policy distillation puts there. Hover a token for the teacher's
 preferred token.</p>
-<div class="legend">reverse KL (nats): {swatches}
+<div class="legend">reverse KL (nats): {kl_legend(scale)}
 &nbsp; {VERDICTS[True]} right &nbsp; {VERDICTS[False]} wrong (the task's verifier on the sample's final answer)</div>
 {''.join(rows)}
 </body></html>
