@@ -386,21 +386,28 @@ def serve_teacher(
     max_queue: int = typer.Option(16, min=1, help="requests running or waiting for the model at most (503 past it)"),
     max_answer_entries: int = typer.Option(1 << 19, min=1, help="log-probs in one answer at most (413 past it): "
                                            "positions x (prompt_logprobs + 1)"),  # fmt: skip
+    log_requests: bool = typer.Option(False, "--log-requests", help="one line per request on stderr (method, path, "
+                                      "status, rows, tokens, ms)"),  # fmt: skip
 ) -> None:
     """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    started = time.monotonic()
+    print(f"loading {model} ({precision}, device {device}) ...", file=sys.stderr, flush=True)  # before torch imports
     from distillrl.models.loading import check_model_files
     from distillrl.serve.http import ServerLimits, TeacherServer, bind
     from distillrl.serve.teacher_model import TeacherModel
 
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision {precision}: use fp32 or bf16")
     check_model_files(model)
     try:  # before the model loads: a port in use is said at once
         listening = bind(host, port)
     except OSError as error:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({os.strerror(error.errno)})") from None
     teacher = TeacherModel(model, device, max_logprobs, precision, max_answer_entries)
-    server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue))
+    print(f"loaded {model} onto {teacher.device} in {time.monotonic() - started:.1f} s ({teacher.vocab_size} token ids)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue),
+                           sys.stderr if log_requests else None)  # fmt: skip
     bound_host, bound_port = server.address
     print(f"serving {model} at http://{bound_host}:{bound_port} (POST /v1/completions, /tokenize; GET /health, "
           f"/v1/models){'; requests need the API key' if api_key else ''}; Ctrl-C stops", flush=True)  # fmt: skip
