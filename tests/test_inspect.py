@@ -25,7 +25,8 @@ from distillrl.run.trainer import train
 THINKING = "<think>\n\n</think>\n\n"  # what enable_thinking: false writes after the generation prompt (Qwen3's)
 TEMPLATE = CHATML_TEMPLATE.replace(
     "<|im_start|>assistant\n{% endif %}",
-    "<|im_start|>assistant\n{% if enable_thinking is defined and not enable_thinking %}" + THINKING + "{% endif %}{% endif %}",
+    "<|im_start|>assistant\n{% if enable_thinking is defined and not enable_thinking %}" + THINKING
+    + "{% endif %}{% endif %}",
 )
 PROMPTS = ["What is 12 plus 30?", "What is the capital of France?", "Half of seven is?", "Compute 7 times 6."]
 NO_THINKING = '{"enable_thinking": false}'

@@ -404,8 +404,8 @@ def serve_teacher(
     except OSError as error:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({os.strerror(error.errno)})") from None
     teacher = TeacherModel(model, device, max_logprobs, precision, max_answer_entries)
-    print(f"loaded {model} onto {teacher.device} in {time.monotonic() - started:.1f} s ({teacher.vocab_size} token ids)",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(f"loaded {model} onto {teacher.device} in {time.monotonic() - started:.1f} s ({teacher.vocab_size} token "
+          "ids)", file=sys.stderr, flush=True)  # fmt: skip
     server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue),
                            sys.stderr if log_requests else None)  # fmt: skip
     bound_host, bound_port = server.address
