@@ -145,8 +145,10 @@ def run_bench_speed(folder: Path, monkeypatch) -> None:
 
 def run_inspect(folder: Path, monkeypatch) -> None:
     result = invoke("inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher", "--prompt", "3+(4*2)=",
-                    "--samples", "3", "--max-new-tokens", "12")  # default --out: runs/
-    page = (folder / "runs/forking_tokens.html").read_text()
+                    "--samples", "3", "--max-new-tokens", "12")  # default --out: a new runs/inspect/forking-*.html
+    [written] = (folder / "runs/inspect").glob("forking-*.html")
+    assert f"wrote {written.relative_to(folder)}" in result.output
+    page = written.read_text()
     assert 'class="legend"' in page and page.count('class="sample"') == 3
     marks = page.count('class="mark right"') + page.count('class="mark wrong"')
     assert marks == 3 + 2  # one per sample, two in the legend

@@ -1,8 +1,8 @@
 """`distillrl serve-teacher` facing a hostile client, on loopback with real sockets: one server process (a tiny
 Qwen3 whose head is padded past its tokenizer, an API key, a 1 s request timeout, a queue of 4) takes slowloris
 connections, a flood, a 100 MiB body, a short body, oversize and malformed requests; each is refused or dropped
-in bounded time, with bounded memory, no traceback and one log line per request, while good requests are answered
-with the local teacher's log-probs."""
+in bounded time, with bounded memory, no traceback and (with --log-requests) one log line per request, while good
+requests are answered with the local teacher's log-probs."""
 
 from __future__ import annotations
 
@@ -36,20 +36,25 @@ MAX_ANSWER_ENTRIES = 3000
 
 
 class Served:
-    """A serve-teacher process: its URL, port, and the lines of its stderr (read on a thread)."""
+    """A serve-teacher process (with --log-requests unless `log_requests` is False): its URL, port, and the lines of
+    its stderr (read on a thread)."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, log_requests: bool = True):
         env = os.environ | {"DISTILLRL_API_KEY": KEY}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "distillrl.cli", "serve-teacher", "--model", model, "--port", "0", "--device", "cpu",
              "--request-timeout", str(REQUEST_TIMEOUT), "--max-queue", "4", "--max-logprobs", "400",
-             "--max-answer-entries", str(MAX_ANSWER_ENTRIES)],
+             "--max-answer-entries", str(MAX_ANSWER_ENTRIES), *(["--log-requests"] if log_requests else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        progress = [self.process.stderr.readline()]  # while the model loads: "loading ...", then "loaded ... in"
+        started = time.monotonic()
+        progress = [self.process.stderr.readline()]  # at once "loading ...", then once loaded "loaded ... in N s"
+        first_line = time.monotonic() - started
         while not progress[-1].startswith("loaded ") and progress[-1] and len(progress) < 20:
             progress.append(self.process.stderr.readline())
-        assert progress[0] == f"loading {model} (fp32) onto cpu ...\n", progress
-        assert re.fullmatch(rf"loaded {re.escape(model)} in \d+\.\d s \(\d+ token ids\)\n", progress[-1]), progress
+        assert progress[0] == f"loading {model} (fp32, device cpu) ...\n", progress
+        assert first_line < 0.6 * (time.monotonic() - started), progress  # before torch is imported, not after
+        assert re.fullmatch(rf"loaded {re.escape(model)} onto cpu in \d+\.\d s \(\d+ token ids\)\n", progress[-1]), \
+            progress  # fmt: skip
         line = self.process.stdout.readline()
         if "http://" not in line:
             self.process.kill()
@@ -282,6 +287,20 @@ def test_a_short_body_is_dropped_at_the_body_deadline(served):
     waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408 ") and b"the body did not arrive within 3 s (--request-timeout)" in answer
     assert REQUEST_TIMEOUT <= waited < REQUEST_TIMEOUT + 1.5  # then closed: raw() read until the server closed
+
+
+def test_requests_are_logged_only_with_log_requests(served, model_path):
+    quiet = Served(model_path, log_requests=False)
+    try:
+        assert quiet.request("GET", "/v1/models")[0] == 200 and quiet.request("GET", "/nothing")[0] == 404
+    finally:
+        quiet.process.terminate()
+        quiet.process.wait()
+    assert not [line for line in quiet.lines if line.startswith(("GET ", "POST "))], quiet.lines
+    served.lines.clear()
+    assert served.request("GET", "/v1/models")[0] == 200
+    time.sleep(0.2)
+    assert any(re.fullmatch(r"GET /v1/models 200 rows=- tokens=- \d+\.\d ms\n", line) for line in served.lines)
 
 
 def test_oversize_and_malformed_requests_get_a_clean_4xx_and_one_log_line_each(served, model_path):

@@ -310,59 +310,62 @@ def control_distill(
 
 @app.command("inspect")
 def inspect_command(
-    student: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
-    teacher: str = typer.Option(..., help="zoo:NAME, a run directory (its final/ model), a model directory or hub id"),
-    prompt: list[str] = typer.Option(..., help="a prompt (repeat for several), e.g. --prompt '3+(4*2)='; an arith "
+    student: Optional[str] = typer.Option(None, help="zoo:NAME, a run directory (its final/ model and its rendering, "
+                                          "as eval --model), a model directory or hub id"),
+    teacher: Optional[str] = typer.Option(None, help="zoo:NAME, a run directory (its final/ model), a model directory "
+                                          "or hub id (default with --run: the run's teacher)"),
+    run: Optional[str] = typer.Option(None, "--run", metavar="RUN_DIR", help="a run directory: its student (final/), "
+                                      "teacher, rendering (task.chat_template_kwargs, task.truncate, "
+                                      "rollout.stop_strings) and held-out prompts, each unless given"),
+    prompt: list[str] = typer.Option([], help="a prompt (repeat for several), e.g. --prompt '3+(4*2)='; an arith "
                                      "prompt's samples are marked right or wrong"),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", metavar="FILE", help="a .jsonl/.parquet prompt file "
+                                           "(rows with `prompt` or `messages`, as task.train_path; an `answer` marks "
+                                           "the samples right or wrong)"),
+    n: int = typer.Option(4, min=1, help="prompts taken from --prompts, or (without --prompt) from the task of the "
+                          "student's run (arith for any other model)"),
     samples: int = typer.Option(4, min=1, help="student samples per prompt"),
     temperature: float = typer.Option(1.0, min=0.0, help="sampling temperature (0: greedy)"),
-    max_new_tokens: int = typer.Option(48, min=1, help="longest completion sampled, in tokens"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="longest completion sampled, "
+                                                 "in tokens (default: a run's eval.max_new_tokens, else 48)"),
+    chat_template_kwargs: Optional[str] = typer.Option(
+        None, "--chat-template-kwargs", help="a JSON object passed to the chat template, e.g. "
+        "'{\"enable_thinking\": false}' (default: the run's task.chat_template_kwargs, else none)"),
+    stop_string: Optional[list[str]] = typer.Option(
+        None, "--stop-string", help="a sample also ends at this string (repeatable; default: the run's "
+        "rollout.stop_strings, else none)"),
     seed: int = typer.Option(0, help="seed of the student's sampling"),
-    out: Path = typer.Option(Path("runs/forking_tokens.html"), help="the HTML page to write"),
+    out: Optional[Path] = typer.Option(None, help="the HTML page to write (default: a new "
+                                       "runs/inspect/forking-YYYYmmdd-HHMMSS.html per call)"),
 ) -> None:
-    """Sample from the student and shade each token by its reverse KL to the teacher (forking tokens), as HTML."""
-    import torch
+    """Sample from the student as a run renders and stops, and shade each token by its reverse KL to the teacher
+    (forking tokens), as HTML."""
+    from distillrl.core.files import unused_path, write_text_atomic
+    from distillrl.report.forking import render_html
+    from distillrl.run.model_inspect import InspectOptions, inspect_models
 
-    from distillrl.core.files import write_text_atomic
-    from distillrl.models.loading import load_causal_lm, load_tokenizer, model_config
-    from distillrl.models.vocabulary import check_same_vocabulary
-    from distillrl.report.forking import inspect_samples, render_html
-    from distillrl.tasks.arith import answer_of
-    from distillrl.tasks.base import Problem, exact_match_reward
-    from distillrl.tasks.prompt_limits import check_prompts_fit, max_positions
-    from distillrl.text.chat import PLAIN, check_end_of_turn, check_teacher_template
-
-    empty = next((i for i, text in enumerate(prompt) if not text), None)
-    if empty is not None:
-        raise UserError(f"--prompt: prompt {empty + 1} is empty")
-    if out.parent.exists() and not out.parent.is_dir():
+    if out is not None and out.parent.exists() and not out.parent.is_dir():
         raise UserError(f"--out: {out.parent} is not a directory")
-    tokenizer = load_tokenizer(student)
-    check_end_of_turn(tokenizer, f"--student {student}")
-    located = [(f"--prompt {i + 1}", text) for i, text in enumerate(prompt)]
-    check_same_vocabulary(student, teacher, "--teacher")
-    check_teacher_template(tokenizer, load_tokenizer(teacher), PLAIN, student, teacher, "--teacher")
-    for option, path in (("--student", student), ("--teacher", teacher)):
-        check_prompts_fit(located, tokenizer, f"{option} {path}", max_positions(model_config(path)), max_new_tokens)
-    student_model, teacher_model = load_causal_lm(student), load_causal_lm(teacher)
-    answers = [answer_of(text) for text in prompt]
-
-    def verify(index: int, completion: str) -> bool | None:
-        answer = answers[index]
-        return None if answer is None else exact_match_reward(Problem(prompt[index], answer), completion) > 0
-
-    torch.manual_seed(seed)
-    views = inspect_samples(student_model, teacher_model, tokenizer, prompt, samples, temperature, max_new_tokens,
-                            verify)  # fmt: skip
+    options = InspectOptions(student, teacher, run, tuple(prompt), None if prompts is None else str(prompts), n,
+                             samples, temperature, max_new_tokens, chat_template_kwargs, tuple(stop_string or ()),
+                             seed)  # fmt: skip
+    inspection = inspect_models(options)
+    out = out or unused_path(Path("runs/inspect") / f"forking-{time.strftime('%Y%m%d-%H%M%S')}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, render_html(views, f"Forking tokens: {student} vs {teacher}"))
+    write_text_atomic(out, render_html(inspection.views, f"Forking tokens: {inspection.student} vs "
+                                       f"{inspection.teacher}"))  # fmt: skip
     marks = {True: "[green]right[/]", False: "[red]wrong[/]", None: "[dim]?[/]"}
-    for view in views:
+    shown = None
+    for view in inspection.views:
+        if view.prompt != shown:  # the samples of one prompt follow it
+            console.print(f"[dim]{escape(view.prompt.rstrip())}[/]", highlight=False, soft_wrap=True)
+            shown = view.prompt
         peak = view.tokens[view.peak] if view.tokens else None
         where = f"peak {peak.reverse_kl:.2f} nats at {peak.text!r} (teacher: {peak.teacher_token!r})" if peak else "empty"
-        console.print(f"{marks[view.correct]} {escape(view.prompt + view.completion)}  [dim]{escape(where)}[/]",
-                      highlight=False)  # fmt: skip
-    console.print(f"wrote {out}")
+        sample = view.text.replace("\n", "\u23ce")  # one line per sample: a line break shows as a return sign
+        console.print(f"  {marks[view.correct]} {escape(sample)}  [dim]{escape(where)}[/]", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+    console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
@@ -392,21 +395,28 @@ def serve_teacher(
     max_queue: int = typer.Option(16, min=1, help="requests running or waiting for the model at most (503 past it)"),
     max_answer_entries: int = typer.Option(1 << 19, min=1, help="log-probs in one answer at most (413 past it): "
                                            "positions x (prompt_logprobs + 1)"),  # fmt: skip
+    log_requests: bool = typer.Option(False, "--log-requests", help="one line per request on stderr (method, path, "
+                                      "status, rows, tokens, ms)"),  # fmt: skip
 ) -> None:
     """Serve a model's prompt log-probs over vLLM's completions API (`teacher.server: URL` scores through it)."""
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision}: use fp32 or bf16")
+    started = time.monotonic()
+    print(f"loading {model} ({precision}, device {device}) ...", file=sys.stderr, flush=True)  # before torch imports
     from distillrl.models.loading import check_model_files
     from distillrl.serve.http import ServerLimits, TeacherServer, bind
     from distillrl.serve.teacher_model import TeacherModel
 
-    if precision not in ("fp32", "bf16"):
-        raise UserError(f"--precision {precision}: use fp32 or bf16")
     check_model_files(model)
     try:  # before the model loads: a port in use is said at once
         listening = bind(host, port)
     except OSError as error:
         raise UserError(f"--host {host} --port {port}: cannot listen there ({os.strerror(error.errno)})") from None
     teacher = TeacherModel(model, device, max_logprobs, precision, max_answer_entries)
-    server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue))
+    print(f"loaded {model} onto {teacher.device} in {time.monotonic() - started:.1f} s ({teacher.vocab_size} token "
+          "ids)", file=sys.stderr, flush=True)  # fmt: skip
+    server = TeacherServer(teacher, listening, api_key or None, ServerLimits(request_timeout, max_queue=max_queue),
+                           sys.stderr if log_requests else None)  # fmt: skip
     bound_host, bound_port = server.address
     print(f"serving {model} at http://{bound_host}:{bound_port} (POST /v1/completions, /tokenize; GET /health, "
           f"/v1/models){'; requests need the API key' if api_key else ''}; Ctrl-C stops", flush=True)  # fmt: skip

@@ -11,6 +11,7 @@ serving account can read the models a run writes.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -91,3 +92,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+
+def unused_path(path: str | Path) -> Path:
+    """`path`, or when something is there already the first of NAME-2.SUFFIX, NAME-3.SUFFIX, ... that is free."""
+    path = Path(path)
+    others = (path.with_name(f"{path.stem}-{number}{path.suffix}") for number in itertools.count(2))
+    return path if not path.exists() else next(other for other in others if not other.exists())

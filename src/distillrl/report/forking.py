@@ -2,8 +2,10 @@
 
 For a sampled completion y ~ pi_theta, the per-token reverse KL at position t is
 KL_t = sum_v pi_theta(v | x, y<t) [log pi_theta(v | x, y<t) - log pi_T(v | x, y<t)], the penalty OPD puts there.
-`inspect_samples` computes it with the teacher's preferred token at each position; `render_html` shades each
-token by it (`token_shades`; the teacher's choice on hover).
+`inspect_samples` computes it with the teacher's preferred token at each position, the prompts rendered and the
+samples stopped as a run renders and stops them (a ChatFormat); `render_html` shades each token by it
+(`token_shades`; the teacher's choice on hover). Every token is shown as the text it adds to the decoded sequence
+(`token_texts`), never as a byte-level BPE piece (`Ġthe`, `Ċ`).
 """
 
 from __future__ import annotations
@@ -19,46 +21,85 @@ from distillrl.objectives.divergences import reverse_kl_per_token
 from distillrl.report.token_shades import kl_legend, kl_shade
 from distillrl.rollout.hf_generate import generate
 from distillrl.scoring.forward import completion_logits
+from distillrl.text.chat import PLAIN, ChatFormat, Prompt
 
 
 @dataclass
 class TokenView:
-    text: str
+    text: str  # what the token adds to the decoded text ("" for a byte that starts a character the next one ends)
     reverse_kl: float  # nats
     student_prob: float  # pi_theta of the sampled token
     teacher_prob: float  # pi_T of the sampled token
-    teacher_token: str  # the teacher's most likely token here
+    teacher_token: str  # the teacher's most likely token here, as the text it would add
     teacher_token_prob: float
+    token_id: int
+    teacher_token_id: int
 
 
 @dataclass
 class SampleView:
-    prompt: str
-    completion: str
+    prompt: str  # the prompt as the model read it: its tokens decoded (chat template, BOS and truncation included)
+    completion: str  # the completion's text as the reward reads it (special tokens and a stop string removed)
     tokens: list[TokenView]
     correct: bool | None  # by the verifier, when an answer is known
 
     @property
     def fork(self) -> int | None:
         """Index of the first token that is not the teacher's preferred one (None if the student always agrees)."""
-        return next((i for i, t in enumerate(self.tokens) if t.text != t.teacher_token), None)
+        return next((i for i, t in enumerate(self.tokens) if t.token_id != t.teacher_token_id), None)
 
     @property
     def peak(self) -> int:
         """Index of the token with the largest reverse KL."""
         return max(range(len(self.tokens)), key=lambda i: self.tokens[i].reverse_kl)
 
+    @property
+    def text(self) -> str:
+        """The completion as sampled: every token's text, the stop token or stop string included."""
+        return "".join(t.text for t in self.tokens)
+
+
+def _decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _added(tokenizer: PreTrainedTokenizerBase, prefix: list[int], shown: str, token: int) -> str | None:
+    """What `token` adds to the decoded `prefix` (whose text is `shown`); None when it ends inside a character."""
+    text = _decode(tokenizer, prefix + [token])
+    if text.endswith("\ufffd"):
+        return None
+    return text[len(shown) :] if text.startswith(shown) else _decode(tokenizer, [token])
+
+
+def token_texts(tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int], completion_ids: list[int],
+                alternatives: list[int]) -> tuple[list[str], list[str]]:  # fmt: skip
+    """The text each completion token adds to the decoded sequence before it (prompt included), and the text each of
+    `alternatives` (one token per position) would add there instead. A byte-level BPE token that stops inside a
+    multi-byte character adds "" and the token that completes it carries the character."""
+    texts, instead = [], []
+    prefix, shown = list(prompt_ids), _decode(tokenizer, prompt_ids)
+    for token, other in zip(completion_ids, alternatives):
+        alone = _added(tokenizer, prefix, shown, other)
+        instead.append(_decode(tokenizer, [other]) if alone is None else alone)
+        added = _added(tokenizer, prefix, shown, token)
+        prefix.append(token)
+        texts.append(added or "")
+        if added is not None:
+            shown += added
+    return texts, instead
+
 
 @torch.no_grad()
 def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                    prompts: list[str], num_samples: int = 1, temperature: float = 1.0, max_new_tokens: int = 48,
-                    verify=None) -> list[SampleView]:  # fmt: skip
-    """Sample `num_samples` completions per prompt from the student; score every token against the teacher.
+                    prompts: list[Prompt], num_samples: int = 1, temperature: float = 1.0, max_new_tokens: int = 48,
+                    verify=None, chat: ChatFormat = PLAIN) -> list[SampleView]:  # fmt: skip
+    """Sample `num_samples` completions per prompt from the student, the prompts rendered and the completions
+    stopped as `chat` says; score every token against the teacher.
 
     `verify(prompt_index, completion) -> bool | None`, when given, marks each sample right or wrong (None: the
     prompt's answer is not known).
     """
-    sequences = generate(student, tokenizer, prompts, num_samples, temperature, max_new_tokens)
+    sequences = generate(student, tokenizer, prompts, num_samples, temperature, max_new_tokens, chat=chat)
     args = (sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
     vocab_size = shared_vocab_size(tokenizer, [student, teacher])  # padding rows of either head are never scored
     student_logits = completion_logits(student, *args, vocab_size=vocab_size)
@@ -74,20 +115,23 @@ def inspect_samples(student: PreTrainedModel, teacher: PreTrainedModel, tokenize
     views = []
     for row in range(len(sequences)):
         index = (rows == row).nonzero().squeeze(-1).tolist()
-        tokens = [TokenView(tokenizer.decode([targets[i].item()]), kl[i].item(), student_p[i].item(),
-                            teacher_p[i].item(), tokenizer.decode([best[i].item()]), best_p[i].exp().item())
-                  for i in index]  # fmt: skip
+        width = sequences.prompt_width
+        prompt_ids = sequences.input_ids[row, :width][sequences.attention_mask[row, :width].bool()].tolist()
+        ids, preferred = targets[index].tolist(), best[index].tolist()
+        texts, preferred_texts = token_texts(tokenizer, prompt_ids, ids, preferred)
+        tokens = [TokenView(texts[j], kl[i].item(), student_p[i].item(), teacher_p[i].item(), preferred_texts[j],
+                            best_p[i].exp().item(), ids[j], preferred[j]) for j, i in enumerate(index)]  # fmt: skip
         prompt_index = sequences.prompt_index[row].item()
         completion = sequences.completions[row]
         correct = None if verify is None else verify(prompt_index, completion)
-        views.append(SampleView(prompts[prompt_index], completion, tokens, correct))
+        views.append(SampleView(_decode(tokenizer, prompt_ids), completion, tokens, correct))
     return views
 
 
 def _cell(token: TokenView, scale: float) -> str:
     title = (f"reverse KL {token.reverse_kl:.3f} nats | student p={token.student_prob:.3f}, teacher p="
              f"{token.teacher_prob:.3f} | teacher prefers {token.teacher_token!r} (p={token.teacher_token_prob:.3f})")
-    text = html.escape(token.text) or "&#9166;"  # an empty piece (EOS) shows as a return sign
+    text = html.escape(token.text).replace("\n", "&#8629;\n") or "&#183;"  # a line break shows; "" as a dot
     return f'<span class="tok" style="{kl_shade(token.reverse_kl, scale)}" title="{html.escape(title)}">{text}</span>'
 
 
@@ -97,8 +141,8 @@ VERDICTS = {True: ('<span class="mark right" title="right: the verifier accepts 
 
 
 def render_html(views: list[SampleView], title: str = "Forking tokens") -> str:
-    """A page with one line per sample: a right/wrong mark from the verifier, then each token shaded by its
-    reverse KL (darkest = the sample set's largest), under a colour legend."""
+    """A page with one paragraph per sample: a right/wrong mark from the verifier, the prompt as the model read it,
+    then each token's text shaded by its reverse KL (darkest = the sample set's largest), under a colour legend."""
     scale = max((t.reverse_kl for v in views for t in v.tokens), default=0.0)
     rows = []
     for view in views:
@@ -113,7 +157,7 @@ def render_html(views: list[SampleView], title: str = "Forking tokens") -> str:
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; }}
-.sample {{ font-family: monospace; font-size: 15px; margin: 0.5em 0; white-space: nowrap; }}
+.sample {{ font-family: monospace; font-size: 15px; margin: 0.8em 0; white-space: pre-wrap; }}
 .prompt {{ color: #555; margin-right: 0.2em; }}
 .tok {{ padding: 1px 0; border-right: 1px solid #eee; }}
 .mark {{ display: inline-block; width: 1.5em; font-weight: bold; color: #777; }}

@@ -17,7 +17,7 @@
   The listen backlog is 2048; more than MAX_CONNECTIONS open connections get uvicorn's 503.
 - Errors: every refusal is {"error": {"message", "type", "code"}} with a 4xx/5xx status; malformed JSON
   (deeply nested included) and wrong types are 4xx, never a traceback.
-- One log line per request on stderr: `METHOD PATH STATUS rows=R tokens=T MS ms`.
+- With a `log` stream (`--log-requests`: stderr), one line per request: `METHOD PATH STATUS rows=R tokens=T MS ms`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import contextlib
 import hmac
 import json
 import socket
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -182,7 +181,8 @@ def run_model(work, data: bytes, state) -> bytes:
 
 
 class Gate:
-    """ASGI middleware around the app: the key check (before anything else) and the request's log line."""
+    """ASGI middleware around the app: the key check (before anything else) and the request's log line (to `log`,
+    when it is not None)."""
 
     def __init__(self, app, api_key: str | None, log):
         self.app, self.log = app, log
@@ -208,13 +208,16 @@ class Gate:
             await refusal(scope, receive, sending)
         else:
             await self.app(scope, receive, sending)
+        if self.log is None:
+            return
         path = json.dumps(scope["path"][:120])[1:-1]  # escaped: a path cannot forge log lines
         print(f"{scope['method']} {path} {status[0] if status else '-'} rows={state['rows']} tokens={state['tokens']} "
               f"{1000 * (time.monotonic() - started):.1f} ms", file=self.log, flush=True)  # fmt: skip
 
 
-def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, log=sys.stderr) -> Gate:
-    """The ASGI app: the endpoints of teacher_model.py behind the key check and request log described above."""
+def build_app(teacher: TeacherModel, api_key: str | None, limits: ServerLimits, log=None) -> Gate:
+    """The ASGI app: the endpoints of teacher_model.py behind the key check and request log (to `log`, None: no
+    log) described above."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     worker = ModelWorker(limits.max_queue)
 
@@ -266,10 +269,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class TeacherServer:
-    """`teacher` served on a listening socket (bind()) with `limits` and (optionally) an API key."""
+    """`teacher` served on a listening socket (bind()) with `limits`, optionally an API key and a request log."""
 
     def __init__(self, teacher: TeacherModel, listening: socket.socket, api_key: str | None = None,
-                 limits: ServerLimits = ServerLimits(), log=sys.stderr):  # fmt: skip
+                 limits: ServerLimits = ServerLimits(), log=None):  # fmt: skip
         self.socket = listening
         config = uvicorn.Config(
             build_app(teacher, api_key, limits, log), http=head_deadline_protocol(limits.request_timeout),

@@ -16,7 +16,6 @@ BadRequest (a 4xx with a message). The HTTP side (limits, timeouts, the API key)
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from http import HTTPStatus
@@ -44,12 +43,9 @@ class TeacherModel:
     """The served model: prompt log-probs of token-id prompts, one forward pass at a time."""
 
     def __init__(self, path: str, device: str = "auto", max_logprobs: int = 20, precision: str = "fp32",
-                 max_answer_entries: int = MAX_ANSWER_ENTRIES, max_tokenize_chars: int = MAX_TOKENIZE_CHARS,
-                 progress=sys.stderr):  # fmt: skip
+                 max_answer_entries: int = MAX_ANSWER_ENTRIES, max_tokenize_chars: int = MAX_TOKENIZE_CHARS):  # fmt: skip
         self.name = path
         self.device = resolve_device(device)
-        started = time.monotonic()
-        print(f"loading {path} ({precision}) onto {self.device} ...", file=progress, flush=True)
         self.model = load_causal_lm(path, dtype=frozen_dtype(precision)).to(self.device).eval()
         self.tokenizer = load_tokenizer(path)
         self.vocab_size = shared_vocab_size(self.tokenizer, [self.model])  # the ids served: no padding row
@@ -59,8 +55,6 @@ class TeacherModel:
         self.max_tokenize_chars = max_tokenize_chars
         self.decoded = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
         self.lock = threading.Lock()
-        print(f"loaded {path} in {time.monotonic() - started:.1f} s ({self.vocab_size} token ids)", file=progress,
-              flush=True)  # fmt: skip
 
     @torch.no_grad()
     def prompt_logprobs(self, prompts: list[list[int]], k: int) -> list[list[dict | None]]:
