@@ -12,10 +12,10 @@ import datasets
 import pytest
 import yaml
 from typer.testing import CliRunner
+from user_models import user_model
 
 import distillrl
 from distillrl.cli import app
-from user_models import user_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CHATML_PROMPTS = ["one two", "three four", "five six", "seven eight"]

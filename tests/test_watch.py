@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from user_models import save_decoder
 
 from distillrl.cli import app
 from distillrl.config import TrainConfig
 from distillrl.report.metrics import read_metrics
 from distillrl.report.samples import read_samples, samples_path
 from distillrl.run.trainer import train
-from user_models import save_decoder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -59,6 +59,7 @@ from distillrl.report.flat_rewards import FlatRewardsWarning
 from distillrl.report.metrics import MetricsLog, read_teacher_evals, wandb_module
 from distillrl.report.plots import plot_training_curves
 from distillrl.report.progress import PlainProgress, phase
+from distillrl.report.run_page import write_run_page
 from distillrl.report.run_warnings import TruncationWarning, zero_teacher_lines
 from distillrl.report.samples import sample_lines, samples_path, write_samples
 from distillrl.run.checkpoint import restore_rng_state, rng_state, rng_states_by_rank, save_checkpoint, save_final_model
@@ -560,7 +561,8 @@ def progress_line(metrics: dict, record: dict, last_eval: dict) -> str:
 
 
 def finish(loop: Loop, teacher_evals: dict[str, dict]) -> dict | None:
-    """Rank 0: the final model (atomically), the closed log, curves.png and the run's summary; None elsewhere."""
+    """Rank 0: the final model (atomically), the closed log, curves.png, report.html and the run's summary; None
+    elsewhere."""
     weights = model_state(loop.models.student)
     if not loop.world.is_main:
         return None
@@ -568,6 +570,7 @@ def finish(loop: Loop, teacher_evals: dict[str, dict]) -> dict | None:
     loop.log.close()
     records = loop.log.records()
     plot_training_curves(records, loop.run_dir / "curves.png", teacher_evals)
+    write_run_page(loop.run_dir)
     final = [r for r in records if "eval/accuracy_greedy" in r]
     return {
         "teacher": next(iter(teacher_evals.values()), None),
@@ -596,15 +599,18 @@ class StepWatch:
 
 
 def keep_samples(loop: Loop, step: int, rows: list[dict], evaluated: bool) -> None:
-    """Rank 0: the step's samples to samples/step_N.jsonl, TensorBoard and W&B; at an evaluation the first
-    `log.show_samples` greedy completions printed."""
+    """Rank 0: the step's samples to samples/step_N.jsonl, TensorBoard and W&B; at an evaluation report.html
+    rewritten and the first `log.show_samples` greedy completions printed."""
     if loop.log is None or not rows:
         return
     write_samples(samples_path(loop.run_dir, step), rows, step)
     loop.log.log_samples(step, rows)
-    if evaluated and loop.config.log.show_samples:
-        lines = sample_lines(rows, loop.config.log.show_samples)
-        console.print("\n".join([f"samples at step {step}:", *lines]), highlight=False, markup=False, soft_wrap=True)
+    if evaluated:
+        write_run_page(loop.run_dir)  # report.html, rewritten (atomically) at each evaluation
+        if loop.config.log.show_samples:
+            lines = sample_lines(rows, loop.config.log.show_samples)
+            console.print("\n".join([f"samples at step {step}:", *lines]), highlight=False, markup=False,
+                          soft_wrap=True)  # fmt: skip
 
 
 def train_in(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: list[Problem], objective: Objective,
