@@ -134,8 +134,9 @@ def test_eval_cache_reuses_the_evaluations_of_unchanged_checkpoints(tiny_config,
     import distillrl.run.trainer as trainer
 
     calls = []
-    real = trainer.evaluate
-    monkeypatch.setattr(trainer, "evaluate", lambda model, *a, **k: calls.append(model) or real(model, *a, **k))
+    real = trainer.evaluate_with_samples
+    monkeypatch.setattr(trainer, "evaluate_with_samples",
+                        lambda model, *a, **k: calls.append(model) or real(model, *a, **k))
     cache = {}
     first = train(tiny_config(optim={"steps": 1}, eval={"every": 0, "num_prompts": 8}), show_progress=False,
                   eval_cache=cache)  # fmt: skip
