@@ -81,6 +81,15 @@ class TeacherConfig(Strict):
         "check", description="check: refuse a teacher whose own chat template renders a probe conversation into other "
         "tokens than the student's (it scores the student's rendering); student: let it score the student's rendering"
     )
+    tokenizer: Literal["same", "own"] = Field(
+        "same", description="same: the teacher must have the student's tokenizer (checked by content); own: it reads "
+        "prompts and completions through its own tokenizer and chat template, aligned to the student's tokens on "
+        "common byte boundaries (a local teacher, fidelity sampled)"
+    )
+    credit: Literal["surprisal", "uniform", "last"] = Field(
+        "surprisal", description="tokenizer own: how a chunk's gap T_c - S_c is shared among its student tokens: "
+        "surprisal (w_i = S_i / S_c), uniform (1 / n_c) or last (all on the chunk's last token)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "TeacherConfig":
@@ -94,6 +103,28 @@ class TeacherConfig(Strict):
     def backend(self) -> str:
         """Where this teacher's signals come from: local (a loaded model), server or cache."""
         return "server" if self.server else "cache" if self.cache else "local"
+
+
+def own_tokenizer_problem(teacher: TeacherConfig, field: str, leaves: list, source: str, seq_kd: bool) -> None:
+    """ValueError for what a teacher with `tokenizer: own` cannot do yet: it scores the student's sampled tokens
+    (fidelity sampled), as a local model, reading prompts through its own chat template."""
+    wanted = next((leaf.resolved_fidelity for leaf in leaves if leaf.resolved_fidelity in ("topk", "full")), None)
+    if wanted is not None:
+        raise ValueError(f"{field}.tokenizer: own gives fidelity sampled only; fidelity {wanted} compares the two "
+                         "vocabularies token by token, which another tokenizer does not share (set objective.fidelity: "
+                         "sampled)")  # fmt: skip
+    if source == "speculative":
+        raise ValueError(f"{field}.tokenizer: own cannot vet the student's proposals (rollout.source speculative "
+                         "compares token ids across the two vocabularies)")  # fmt: skip
+    if source == "teacher" or (source == "mixed" and seq_kd):
+        raise ValueError(f"{field}.tokenizer: own scores the student's samples; rollout.source {source!r} samples "
+                         "from the teacher, whose text is not yet handed over to the student's tokenizer")
+    if teacher.backend != "local":
+        raise ValueError(f"{field}.tokenizer: own needs a local teacher (a {teacher.backend} teacher scores the "
+                         "student's token ids)")  # fmt: skip
+    if teacher.chat_template == "student":
+        raise ValueError(f"{field}.chat_template: student renders prompts with the student's special tokens, which "
+                         "are plain text to a teacher with its own tokenizer; leave it at check")  # fmt: skip
 
 
 class TaskConfig(Strict):
@@ -413,6 +444,10 @@ class TrainConfig(Strict):
             if teacher.backend == "cache" and self.task.name != "prompts":
                 raise ValueError(f"{field}: a stored teacher was written from a prompts file; train on it with "
                                  f"task: {{name: prompts, train_path: FILE}} (got task.name {self.task.name!r})")
+        for index, teacher in enumerate(self.teacher_list):
+            if teacher.tokenizer == "own":
+                own_tokenizer_problem(teacher, f"teachers.{index}" if self.teachers else "teacher", leaves, source,
+                                      self.rollout.seq_kd)  # fmt: skip
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
         if self.eval.split == "validation" and self.task.name == "prompts":

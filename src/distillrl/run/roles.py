@@ -19,11 +19,12 @@ from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.run.runtime import frozen_dtype, resolve_device, resolve_precision
 from distillrl.scoring.cache import StoredTeacher
+from distillrl.scoring.cross_tokenizer import TokenizerBridge
 from distillrl.scoring.frozen import FrozenScorer
 from distillrl.scoring.remote import RemoteTeacher
 from distillrl.scoring.teachers import LocalTeacher, TeacherScorer
 from distillrl.tasks.prompt_limits import max_positions
-from distillrl.text.chat import PLAIN, ChatFormat
+from distillrl.text.chat import PLAIN, ChatFormat, stop_token_ids
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Teacher:
     model: PreTrainedModel | None  # None for a server or cache teacher (nothing loaded here)
     reference: FrozenScorer | None  # its G-OPD reference, when the objective needs one
     scorer: TeacherScorer | None = None  # where its signals come from (default: the model, scored here)
+    bridge: TokenizerBridge | None = None  # teacher.tokenizer own: how it reads the student's tokens
 
     def __post_init__(self):
         if self.scorer is None:
@@ -164,20 +166,27 @@ def load_models(config, needs_reference: bool, student_path: str | None = None,
     if needs_reference:
         initial = (FrozenScorer(student, adapter_disabled=True) if config.student.lora
                    else FrozenScorer(frozen(config.student.path, device)))  # fmt: skip
+    chat = chat_format(config, preflight.files)
     teachers = []
     for index, (teacher, where) in enumerate(zip(config.teacher_list, teacher_devices(config, device))):
         reference = initial
         if needs_reference and teacher.reference is not None:
             reference = FrozenScorer(frozen(teacher.reference, where))
-        if teacher.backend == "local":
+        if teacher.backend == "local" and teacher.tokenizer == "own":  # scored over its own tokenizer's range
+            own, model = preflight.files.tokenizer(teacher.path), frozen(teacher.path, where)
+            bridge = TokenizerBridge(tokenizer, own, chat, frozenset(stop_token_ids(tokenizer, student)), teacher.credit)
+            scorer = LocalTeacher(FrozenScorer(model, shared_vocab_size(own, [model])))
+            teachers.append(Teacher(teacher.name, teacher.path, model, reference, scorer, bridge))
+        elif teacher.backend == "local":
             teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
         else:
             backend = preflight.backend(config, index)
             teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend))
-    vocab_size = shared_vocab_size(tokenizer, [student, *loaded.values()])
-    local_teachers = [teacher.scorer.scorer for teacher in teachers if isinstance(teacher.scorer, LocalTeacher)]
+    own_models = [id(teacher.model) for teacher in teachers if teacher.bridge is not None]
+    vocab_size = shared_vocab_size(tokenizer, [student, *(m for m in loaded.values() if id(m) not in own_models)])
+    local_teachers = [teacher.scorer.scorer for teacher in teachers
+                      if isinstance(teacher.scorer, LocalTeacher) and teacher.bridge is None]  # fmt: skip
     for scorer in [initial, *(teacher.reference for teacher in teachers), *local_teachers]:
         if scorer is not None:
             scorer.vocab_size = vocab_size
-    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size,
-                  chat_format(config, preflight.files))  # fmt: skip
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size, chat)

@@ -61,10 +61,11 @@ def score_rollout(
         for mask, scored in LocalTeacher(scorer).score(sequences, rows, None, False, rows_per_pass, chunk_size):
             into[mask] = scored.token_logprobs
 
-    if "old_logprobs" in needs:
+    teacher_signals = needs & {"teacher_logprobs", "teacher_topk", "teacher_logits"}
+    bridged = bool(teacher_signals) and any(teacher.bridge is not None for teacher in models.teachers)
+    if "old_logprobs" in needs or bridged:  # a teacher with its own tokenizer shares chunk gaps by pi_old
         batch.old_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
         token_logprobs(models.scorer(models.student), all_rows, batch.old_logprobs)
-    teacher_signals = needs & {"teacher_logprobs", "teacher_topk", "teacher_logits"}
     if teacher_signals:
         batch.teacher_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)
         if "teacher_topk" in needs:
@@ -74,8 +75,10 @@ def score_rollout(
         top_k_asked = top_k if "teacher_topk" in needs else None
         for index, teacher in enumerate(models.teachers):
             rows = all_rows[teacher_index == index]
-            for mask, scored in teacher.scorer.score(sequences, rows, top_k_asked, "teacher_logits" in needs,
-                                                     rows_per_pass, chunk_size):  # fmt: skip
+            scorer = teacher.scorer if teacher.bridge is None else teacher.bridge.scorer(
+                teacher.scorer, [p.prompt for p in problems], batch.old_logprobs)
+            for mask, scored in scorer.score(sequences, rows, top_k_asked, "teacher_logits" in needs, rows_per_pass,
+                                             chunk_size):  # fmt: skip
                 batch.teacher_logprobs[mask] = scored.token_logprobs
                 if top_k_asked is not None:
                     batch.teacher_topk_ids[mask], batch.teacher_topk_logprobs[mask] = scored.topk_ids, scored.topk_logprobs

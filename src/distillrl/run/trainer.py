@@ -69,6 +69,7 @@ from distillrl.run.run_dir import ClaimedRun, claim_run_directory_of_world
 from distillrl.run.runtime import apply_cpu_threads, autocast, resolve_device, synchronize
 from distillrl.run.signals import score_rollout
 from distillrl.run.sources import sample_sequences
+from distillrl.scoring.cross_tokenizer import check_bridgeable
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
 from distillrl.tasks import Problem, Task, build_task
@@ -230,14 +231,18 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Pre
         for role, path in ((f"{field}.path", local_path), (f"{field}.reference", teacher.reference)):
             if path is not None:
                 files.check(path)
-                check_same_vocabulary(student, path, role, files)
+                if role.endswith(".path") and teacher.tokenizer == "own":
+                    check_bridgeable(files.tokenizer(student), files.tokenizer(path), student, path, role)
+                else:
+                    check_same_vocabulary(student, path, role, files)
     if config.student.lora is not None:
         check_lora_targets(student, config.student.lora, files.config(student))
     tokenizer = files.tokenizer(student)
     chat = chat_format(config, files)
     check_end_of_turn(tokenizer, f"student.path {student}")
     for index, teacher in enumerate(config.teacher_list):
-        if teacher.chat_template == "check" and teacher.backend == "local":  # a server's tokens: teacher_backend
+        # a server's tokens: teacher_backend; a teacher with its own tokenizer renders prompts its own way
+        if teacher.chat_template == "check" and teacher.backend == "local" and teacher.tokenizer == "same":
             check_teacher_template(tokenizer, files.tokenizer(teacher.path), chat, student, teacher.path,
                                    f"teachers.{index}.path" if config.teachers else "teacher.path")  # fmt: skip
     context, shortest = shortest_context(config, files)
@@ -342,8 +347,10 @@ class Loop:
 
     @property
     def single_teacher(self) -> Teacher | None:
-        """The teacher that evaluation reports the reverse KL to: the run's only one (None with several)."""
-        return self.models.teachers[0] if len(self.models.teachers) == 1 else None
+        """The teacher that evaluation reports the reverse KL to: the run's only one (None with several, or with
+        one of its own tokenizer: its distributions are over other tokens)."""
+        teachers = self.models.teachers
+        return teachers[0] if len(teachers) == 1 and teachers[0].bridge is None else None
 
 
 @dataclass
@@ -434,7 +441,7 @@ def evaluate_teachers(loop: Loop, resumed: bool) -> dict[str, dict]:
     if resumed and teacher_file.exists():
         teacher_evals = read_teacher_evals(loop.run_dir)
     elif models.teachers:
-        for teacher in [t for t in models.teachers if t.model is not None]:
+        for teacher in [t for t in models.teachers if t.model is not None and t.bridge is None]:  # own: other tokens
             phase(console, f"evaluating the teacher {teacher.path} on {len(loop.eval_problems)} held-out prompts")
             teacher_evals[teacher.name] = held_out_eval(loop, teacher.model, unchanged_path=teacher.path)[0]
         write_text_atomic(teacher_file, json.dumps(teacher_evals, indent=2))
