@@ -18,12 +18,16 @@ from distillrl.models.student import load_student
 from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.run.runtime import frozen_dtype, resolve_device, resolve_precision
+from distillrl.run.self_teacher import self_teacher_scorer
 from distillrl.scoring.cache import StoredTeacher
 from distillrl.scoring.frozen import FrozenScorer
+from distillrl.scoring.privileged import TeacherPrompt
 from distillrl.scoring.remote import RemoteTeacher
 from distillrl.scoring.teachers import LocalTeacher, TeacherScorer
+from distillrl.tasks import Problem
 from distillrl.tasks.prompt_limits import max_positions
 from distillrl.text.chat import PLAIN, ChatFormat
+from distillrl.text.sequences import Sequences
 
 
 @dataclass
@@ -33,10 +37,15 @@ class Teacher:
     model: PreTrainedModel | None  # None for a server or cache teacher (nothing loaded here)
     reference: FrozenScorer | None  # its G-OPD reference, when the objective needs one
     scorer: TeacherScorer | None = None  # where its signals come from (default: the model, scored here)
+    prompt: TeacherPrompt | None = None  # teacher.prompt: its own prompt before the student's completions
 
     def __post_init__(self):
         if self.scorer is None:
             self.scorer = LocalTeacher(FrozenScorer(self.model))
+
+    def sequences(self, sequences: Sequences, problems: list[Problem]) -> Sequences:
+        """What this teacher scores: the student's sequences, or their completions after its own prompt."""
+        return sequences if self.prompt is None else self.prompt.sequences(sequences, problems)
 
 
 @dataclass
@@ -164,20 +173,24 @@ def load_models(config, needs_reference: bool, student_path: str | None = None,
     if needs_reference:
         initial = (FrozenScorer(student, adapter_disabled=True) if config.student.lora
                    else FrozenScorer(frozen(config.student.path, device)))  # fmt: skip
+    chat = chat_format(config, preflight.files)
     teachers = []
     for index, (teacher, where) in enumerate(zip(config.teacher_list, teacher_devices(config, device))):
         reference = initial
         if needs_reference and teacher.reference is not None:
             reference = FrozenScorer(frozen(teacher.reference, where))
+        prompt = TeacherPrompt(teacher.prompt, tokenizer, chat) if teacher.prompt is not None else None
         if teacher.backend == "local":
-            teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
+            teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference, prompt=prompt))
+        elif teacher.backend == "self":
+            scorer = self_teacher_scorer(teacher, student, lambda: frozen(config.student.path, where), where)
+            teachers.append(Teacher(teacher.name, teacher.path, None, reference, scorer, prompt))
         else:
             backend = preflight.backend(config, index)
-            teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend))
+            teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend, prompt))
     vocab_size = shared_vocab_size(tokenizer, [student, *loaded.values()])
     local_teachers = [teacher.scorer.scorer for teacher in teachers if isinstance(teacher.scorer, LocalTeacher)]
     for scorer in [initial, *(teacher.reference for teacher in teachers), *local_teachers]:
         if scorer is not None:
             scorer.vocab_size = vocab_size
-    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size,
-                  chat_format(config, preflight.files))  # fmt: skip
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size, chat)

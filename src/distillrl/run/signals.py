@@ -74,7 +74,8 @@ def score_rollout(
         top_k_asked = top_k if "teacher_topk" in needs else None
         for index, teacher in enumerate(models.teachers):
             rows = all_rows[teacher_index == index]
-            for mask, scored in teacher.scorer.score(sequences, rows, top_k_asked, "teacher_logits" in needs,
+            scored_sequences = teacher.sequences(sequences, problems)  # after its own prompt (teacher.prompt)
+            for mask, scored in teacher.scorer.score(scored_sequences, rows, top_k_asked, "teacher_logits" in needs,
                                                      rows_per_pass, chunk_size):  # fmt: skip
                 batch.teacher_logprobs[mask] = scored.token_logprobs
                 if top_k_asked is not None:
