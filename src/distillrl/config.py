@@ -109,7 +109,7 @@ class TeacherConfig(Strict):
             raise ValueError("self: give `path: self` with `self: base | live | ema`" if self.self is None else
                              f"path: `self: {self.self}` is the student as its own teacher; set `path: self`")
         if self.self is not None and (self.server or self.cache):
-            raise ValueError(f"self: a self-teacher is scored in this process; it has no `server` or `cache`")
+            raise ValueError("self: a self-teacher is scored in this process; it has no `server` or `cache`")
         if self.self == "live" and self.device is not None:
             raise ValueError("device: a live self-teacher is the student itself, on the run's device")
         if self.prompt is not None:

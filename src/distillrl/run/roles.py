@@ -8,6 +8,7 @@ with its adapter disabled, which costs no memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from transformers import PreTrainedModel
@@ -183,7 +184,7 @@ def load_models(config, needs_reference: bool, student_path: str | None = None,
         if teacher.backend == "local":
             teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference, prompt=prompt))
         elif teacher.backend == "self":
-            scorer = self_teacher_scorer(teacher, student, lambda: frozen(config.student.path, where), where)
+            scorer = self_teacher_scorer(teacher, student, partial(frozen, config.student.path, where), where)
             teachers.append(Teacher(teacher.name, teacher.path, None, reference, scorer, prompt))
         else:
             backend = preflight.backend(config, index)

@@ -245,10 +245,6 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Pre
     context, shortest = shortest_context(config, files)
     check_prompts_fit(task.located_prompts(config.eval.num_prompts), tokenizer, shortest, context,
                       max(config.rollout.max_new_tokens, config.eval.max_new_tokens), chat)  # fmt: skip
-    skipped = check_teacher_prompts(config, task, tokenizer, chat, context, shortest)
-    if skipped:
-        console.print(f"[yellow]teacher.prompt: {skipped} training rows lack a field of the template and are "
-                      "skipped (prompt_missing: skip)[/]", highlight=False)  # fmt: skip
     task.sample_train(random.Random(config.seed))  # a generator too small for any training problem fails here
     vocab_size = len(tokenizer)
     for leaf in config.objective.leaves():
@@ -271,6 +267,10 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Pre
         for domain, where in task.domains().items():
             if domain not in names:
                 raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
+    skipped = check_teacher_prompts(config, task, tokenizer, chat, context, shortest)
+    if skipped:
+        console.print(f"[yellow]teacher.prompt: {skipped} training rows lack a field of the template and are "
+                      "skipped (prompt_missing: skip)[/]", highlight=False)  # fmt: skip
     check_eval_answers(task, config.eval.num_prompts)  # the evaluation before the first step scores them
     return preflight
 
