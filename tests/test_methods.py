@@ -30,6 +30,7 @@ SIGNATURE_METRIC = {  # what shows that the recipe ran its own method
     "grpo": "train/clip_fraction", "rlad": "train/clip_fraction", "kdrl": "train/grpo/loss",
     "exopd": "train/gopd_reward", "exopd_reward_correction": "train/gopd_reward", "opd": "train/reverse_kl",
     "opd_full": "train/reverse_kl", "forward_kl": "train/forward_kl", "skew_kl": "train/skew_kl", "sft": "train/loss",
+    "sdft": "train/reverse_kl", "opsd": "train/reverse_kl",
 }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from distillrl.core.files import read_utf8_text
 from distillrl.tasks.answers import DEFAULT_TAG, check_answer_format
 from distillrl.tasks.arith import ArithDifficulty
 from distillrl.tasks.lists import ListsDifficulty
+from distillrl.tasks.teacher_prompt import check_template
 
 DEVICE_SPEC = r"^(auto|cpu|cuda(:\d+)?)$"  # checked again against the machine by runtime.resolve_device
 
@@ -44,7 +45,9 @@ BACKEND_FIDELITIES = {  # what each teacher backend can give (scoring/teachers.p
     "local": frozenset({"sampled", "topk", "full"}),
     "server": frozenset({"sampled", "topk"}),  # a server's prompt_logprobs: its top-k and the realised token
     "cache": frozenset({"sampled", "topk"}),  # stored top-k shards
+    "self": frozenset({"sampled", "topk", "full"}),  # the student as its own teacher (run/self_teacher.py)
 }
+SELF_TEACHER = "self"  # teacher.path of a self-teacher
 
 
 class TeacherConfig(Strict):
@@ -90,19 +93,46 @@ class TeacherConfig(Strict):
         "surprisal", description="tokenizer own: how a chunk's gap T_c - S_c is shared among its student tokens: "
         "surprisal (w_i = S_i / S_c), uniform (1 / n_c) or last (all on the chunk's last token)"
     )
+    prompt: str | None = Field(
+        None, description="the teacher's own prompt, a template over the row's fields: {prompt} and answer, solution "
+        "or any column of a prompt file, e.g. '{solution}\\n\\n{prompt}'; rendered through the chat template, the "
+        "student's completion is scored after it (same tokenizer). Default: the student's prompt"
+    )
+    prompt_missing: Literal["error", "skip"] = Field(
+        "error", description="prompt only: a training row whose field is missing or empty is an error naming file and "
+        "line, or (skip) is left out of training, with a count"
+    )
+    self: Literal["base", "live", "ema"] | None = Field(
+        None, description="path self only: the student as its own teacher: base (its starting weights, frozen; with "
+        "LoRA the adapter disabled), live (its current weights, without gradient) or ema (an exponential average of "
+        "its weights)"
+    )
+    ema_rate: float = Field(0.95, ge=0, lt=1, description="self ema only: r in p_ema <- r p_ema + (1 - r) p")
+    sync_every: int = Field(1, ge=1, description="self ema only: the average is updated after every N-th optimizer step")
 
     @model_validator(mode="after")
     def _check(self) -> "TeacherConfig":
         if self.server and self.cache:
             raise ValueError("server: give either `server` or `cache`, not both")
+        if (self.path == SELF_TEACHER) != (self.self is not None):
+            raise ValueError("self: give `path: self` with `self: base | live | ema`" if self.self is None else
+                             f"path: `self: {self.self}` is the student as its own teacher; set `path: self`")
+        if self.self is not None and (self.server or self.cache):
+            raise ValueError("self: a self-teacher is scored in this process; it has no `server` or `cache`")
+        if self.self == "live" and self.device is not None:
+            raise ValueError("device: a live self-teacher is the student itself, on the run's device")
+        if self.prompt is not None:
+            check_template(self.prompt)
+            if self.cache:
+                raise ValueError("prompt: a stored teacher scored the dataset's own prompts; it has no prompt template")
         if self.server is not None and not re.fullmatch(r"https?://[^\s/:]+(:\d+)?(/\S*)?", self.server):
             raise ValueError(f"server: {self.server!r} is not a URL such as http://127.0.0.1:8000")
         return self
 
     @property
     def backend(self) -> str:
-        """Where this teacher's signals come from: local (a loaded model), server or cache."""
-        return "server" if self.server else "cache" if self.cache else "local"
+        """Where this teacher's signals come from: local (a loaded model), server, cache or self (the student)."""
+        return "server" if self.server else "cache" if self.cache else "self" if self.self else "local"
 
 
 def own_tokenizer_problem(teacher: TeacherConfig, field: str, leaves: list, source: str, seq_kd: bool) -> None:
@@ -125,6 +155,9 @@ def own_tokenizer_problem(teacher: TeacherConfig, field: str, leaves: list, sour
     if teacher.chat_template == "student":
         raise ValueError(f"{field}.chat_template: student renders prompts with the student's special tokens, which "
                          "are plain text to a teacher with its own tokenizer; leave it at check")  # fmt: skip
+    if teacher.prompt is not None:
+        raise ValueError(f"{field}.prompt: a teacher with its own tokenizer renders the student's prompt through its "
+                         "own template; a prompt template of its own is not supported with tokenizer: own yet")
 
 
 class TaskConfig(Strict):
@@ -437,7 +470,9 @@ class TrainConfig(Strict):
                                  f"{wanted} (the whole vocabulary) needs a local teacher (set objective.fidelity: topk)")
             if source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd):
                 raise ValueError(f"{field}: rollout.source {source!r} samples from the teacher, which needs a local "
-                                 "teacher (a server or cache teacher only scores)")
+                                 f"teacher (a {teacher.backend} teacher only scores)")
+            if teacher.backend == "self" and teacher.self == "ema" and self.distributed.strategy == "fsdp":
+                raise ValueError(f"{field}: an ema self-teacher copies the whole student; with fsdp use ddp")
             if teacher.backend == "cache" and source != "dataset":
                 raise ValueError(f"{field}: a stored teacher holds the dataset's sequences only; it needs "
                                  f"rollout.source 'dataset' (got {source!r})")
@@ -448,6 +483,12 @@ class TrainConfig(Strict):
             if teacher.tokenizer == "own":
                 own_tokenizer_problem(teacher, f"teachers.{index}" if self.teachers else "teacher", leaves, source,
                                       self.rollout.seq_kd)  # fmt: skip
+        samples_teacher = source in ("teacher", "speculative") or (source == "mixed" and self.rollout.seq_kd)
+        templated = next((i for i, t in enumerate(self.teacher_list) if t.prompt is not None), None)
+        if templated is not None and samples_teacher:
+            field = f"teachers.{templated}.prompt" if self.teachers else "teacher.prompt"
+            raise ValueError(f"{field}: the teacher scores after its own prompt, and rollout.source {source!r} samples "
+                             "from it after the student's; use source student, dataset or mixed")
         if self.teachers and source == "speculative":
             raise ValueError("rollout.source: 'speculative' interleaves one teacher; use `teacher`, not `teachers`")
         if self.eval.split == "validation" and self.task.name == "prompts":

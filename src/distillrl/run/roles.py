@@ -8,6 +8,7 @@ with its adapter disabled, which costs no memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from transformers import PreTrainedModel
@@ -18,13 +19,17 @@ from distillrl.models.student import load_student
 from distillrl.models.vocabulary import shared_vocab_size
 from distillrl.rollout.engines import RolloutEngine, build_engine
 from distillrl.run.runtime import frozen_dtype, resolve_device, resolve_precision
+from distillrl.run.self_teacher import self_teacher_scorer
 from distillrl.scoring.cache import StoredTeacher
 from distillrl.scoring.cross_tokenizer import TokenizerBridge
 from distillrl.scoring.frozen import FrozenScorer
+from distillrl.scoring.privileged import TeacherPrompt
 from distillrl.scoring.remote import RemoteTeacher
 from distillrl.scoring.teachers import LocalTeacher, TeacherScorer
+from distillrl.tasks import Problem
 from distillrl.tasks.prompt_limits import max_positions
 from distillrl.text.chat import PLAIN, ChatFormat, stop_token_ids
+from distillrl.text.sequences import Sequences
 
 
 @dataclass
@@ -35,10 +40,15 @@ class Teacher:
     reference: FrozenScorer | None  # its G-OPD reference, when the objective needs one
     scorer: TeacherScorer | None = None  # where its signals come from (default: the model, scored here)
     bridge: TokenizerBridge | None = None  # teacher.tokenizer own: how it reads the student's tokens
+    prompt: TeacherPrompt | None = None  # teacher.prompt: its own prompt before the student's completions
 
     def __post_init__(self):
         if self.scorer is None:
             self.scorer = LocalTeacher(FrozenScorer(self.model))
+
+    def sequences(self, sequences: Sequences, problems: list[Problem]) -> Sequences:
+        """What this teacher scores: the student's sequences, or their completions after its own prompt."""
+        return sequences if self.prompt is None else self.prompt.sequences(sequences, problems)
 
 
 @dataclass
@@ -172,16 +182,20 @@ def load_models(config, needs_reference: bool, student_path: str | None = None,
         reference = initial
         if needs_reference and teacher.reference is not None:
             reference = FrozenScorer(frozen(teacher.reference, where))
+        prompt = TeacherPrompt(teacher.prompt, tokenizer, chat) if teacher.prompt is not None else None
         if teacher.backend == "local" and teacher.tokenizer == "own":  # scored over its own tokenizer's range
             own, model = preflight.files.tokenizer(teacher.path), frozen(teacher.path, where)
             bridge = TokenizerBridge(tokenizer, own, chat, frozenset(stop_token_ids(tokenizer, student)), teacher.credit)
             scorer = LocalTeacher(FrozenScorer(model, shared_vocab_size(own, [model])))
             teachers.append(Teacher(teacher.name, teacher.path, model, reference, scorer, bridge))
         elif teacher.backend == "local":
-            teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference))
+            teachers.append(Teacher(teacher.name, teacher.path, frozen(teacher.path, where), reference, prompt=prompt))
+        elif teacher.backend == "self":
+            scorer = self_teacher_scorer(teacher, student, partial(frozen, config.student.path, where), where)
+            teachers.append(Teacher(teacher.name, teacher.path, None, reference, scorer, prompt=prompt))
         else:
             backend = preflight.backend(config, index)
-            teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend))
+            teachers.append(Teacher(teacher.name, teacher.path, None, reference, backend, prompt=prompt))
     own_models = [id(teacher.model) for teacher in teachers if teacher.bridge is not None]
     vocab_size = shared_vocab_size(tokenizer, [student, *(m for m in loaded.values() if id(m) not in own_models)])
     local_teachers = [teacher.scorer.scorer for teacher in teachers

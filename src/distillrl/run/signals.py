@@ -75,10 +75,11 @@ def score_rollout(
         top_k_asked = top_k if "teacher_topk" in needs else None
         for index, teacher in enumerate(models.teachers):
             rows = all_rows[teacher_index == index]
+            scored_sequences = teacher.sequences(sequences, problems)  # after its own prompt (teacher.prompt)
             scorer = teacher.scorer if teacher.bridge is None else teacher.bridge.scorer(
                 teacher.scorer, [p.prompt for p in problems], batch.old_logprobs)
-            for mask, scored in scorer.score(sequences, rows, top_k_asked, "teacher_logits" in needs, rows_per_pass,
-                                             chunk_size):  # fmt: skip
+            for mask, scored in scorer.score(scored_sequences, rows, top_k_asked, "teacher_logits" in needs,
+                                             rows_per_pass, chunk_size):  # fmt: skip
                 batch.teacher_logprobs[mask] = scored.token_logprobs
                 if top_k_asked is not None:
                     batch.teacher_topk_ids[mask], batch.teacher_topk_logprobs[mask] = scored.topk_ids, scored.topk_logprobs

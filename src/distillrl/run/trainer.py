@@ -67,11 +67,13 @@ from distillrl.run.evaluate import evaluate_with_samples, sample_rows
 from distillrl.run.roles import Models, Preflight, Teacher, chat_format, load_models, shortest_context, teacher_devices
 from distillrl.run.run_dir import ClaimedRun, claim_run_directory_of_world
 from distillrl.run.runtime import apply_cpu_threads, autocast, resolve_device, synchronize
+from distillrl.run.self_teacher import attach_ema_teachers, ema_teacher_state
 from distillrl.run.signals import score_rollout
 from distillrl.run.sources import sample_sequences
 from distillrl.scoring.cross_tokenizer import check_bridgeable
 from distillrl.scoring.forward import completion_logits
 from distillrl.scoring.logits import default_chunk_size
+from distillrl.scoring.privileged import check_teacher_prompts
 from distillrl.tasks import Problem, Task, build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit
 from distillrl.tasks.rewards import CustomReward, check_eval_answers, check_task_answers
@@ -225,7 +227,7 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Pre
     files.check(student)
     for index, teacher in enumerate(config.teacher_list):
         field = f"teachers.{index}" if config.teachers else "teacher"
-        if teacher.backend != "local":  # a server that is down or tokenises otherwise, a cache of other data
+        if teacher.backend in ("server", "cache"):  # a server that is down or tokenises otherwise, a cache of other data
             preflight.backend(config, index)
         local_path = teacher.path if teacher.backend == "local" else None
         for role, path in ((f"{field}.path", local_path), (f"{field}.reference", teacher.reference)):
@@ -270,6 +272,10 @@ def check_before_loading(config: TrainConfig, task, objective: Objective) -> Pre
         for domain, where in task.domains().items():
             if domain not in names:
                 raise ConfigError(f"{where}: teachers: domain {domain!r} names no teacher (teachers: {', '.join(names)})")
+    skipped = check_teacher_prompts(config, task, tokenizer, chat, context, shortest)
+    if skipped:
+        console.print(f"[yellow]teacher.prompt: {skipped} training rows lack a field of the template and are "
+                      "skipped (prompt_missing: skip)[/]", highlight=False)  # fmt: skip
     check_eval_answers(task, config.eval.num_prompts)  # the evaluation before the first step scores them
     return preflight
 
@@ -399,6 +405,7 @@ def start_loop(run: ClaimedRun, config: TrainConfig, task: Task, eval_problems: 
         restore_rng_state(rng_states_by_rank(saved)[world.rank], prompt_rng)
         state.step = saved["step"]
         state.nonfinite_skipped = saved.get("nonfinite_skipped", 0)
+    attach_ema_teachers(models.teachers, optimizer, run.resume_from.state if checkpoint is not None else None)
     log = None
     if world.is_main:
         write_text_atomic(run.path / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
@@ -552,7 +559,7 @@ def save(loop: Loop, state: LoopState) -> None:
     rng = world.gather(rng_state(state.prompt_rng))
     if world.is_main:
         saved = {"optimizer": optimizer_saved, "scheduler": state.scheduler.state_dict(), "rng": rng,
-                 "nonfinite_skipped": state.nonfinite_skipped}  # fmt: skip
+                 "nonfinite_skipped": state.nonfinite_skipped, **ema_teacher_state(loop.models.teachers)}  # fmt: skip
         save_checkpoint(loop.run_dir, state.step, student, loop.models.tokenizer, saved, loop.config.checkpoint.keep,
                         weights)  # fmt: skip
 

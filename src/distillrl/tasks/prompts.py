@@ -167,6 +167,10 @@ class PromptsTask:
     def sample_train(self, rng: random.Random) -> Problem:
         return rng.choice(self.train)
 
+    def keep_train(self, keep: list[bool]) -> None:
+        """Train on the rows whose `keep` is true only."""
+        self.train, self.train_where = [[x for x, k in zip(xs, keep) if k] for xs in (self.train, self.train_where)]
+
     def test_problems(self, n: int) -> list[Problem]:
         if self.test is None:
             raise DatasetError("task.test_path: needed for evaluation of a prompts task")

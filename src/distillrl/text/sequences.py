@@ -64,6 +64,21 @@ class Sequences:
         tensors = ("input_ids", "attention_mask", "completion_mask", "prompt_index")
         return replace(self, **{name: getattr(self, name).to(device) for name in tensors})
 
+    def with_prompts(self, prompt_ids: list[list[int]], pad_token_id: int) -> "Sequences":
+        """The same completions after other prompts: row i's prompt becomes `prompt_ids[prompt_index[i]]`,
+        left-padded to max(prompt_width, the longest of them); the completion columns [prompt_width, T) are kept as
+        they are, so the completion tokens (target_ids, sequence_index) are the same tokens in the same order."""
+        ids, mask = left_pad(prompt_ids, pad_token_id)
+        width = max(self.prompt_width, ids.shape[1])
+        ids = torch.nn.functional.pad(ids, (width - ids.shape[1], 0), value=pad_token_id)
+        mask = torch.nn.functional.pad(mask, (width - mask.shape[1], 0))
+        rows, device, kept = self.prompt_index.cpu(), self.input_ids.device, slice(self.prompt_width, None)
+        ids, mask = ids[rows].to(device), mask[rows].to(device)
+        return replace(self, input_ids=torch.cat([ids, self.input_ids[:, kept]], dim=1),
+                       attention_mask=torch.cat([mask, self.attention_mask[:, kept]], dim=1),
+                       completion_mask=torch.cat([torch.zeros_like(mask), self.completion_mask[:, kept]], dim=1),
+                       prompt_width=width)  # fmt: skip
+
     @staticmethod
     def cat(parts: list["Sequences"], pad_token_id: int) -> "Sequences":
         """Stack Sequences of different widths: prompts re-padded on the left, completions on the right."""
