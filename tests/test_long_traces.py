@@ -85,3 +85,44 @@ def test_token_budget_runs_take_the_steps_of_one_micro_batch_per_minibatch(tiny_
     gaps = torch.cat([(runs["budget"][key] - value).abs().flatten() for key, value in runs["one"].items()])
     assert gaps.max() < 1e-5
     assert (gaps < 1e-6).float().mean() > 0.999  # AdamW's g / (sqrt(v) + eps) magnifies rounding where g ~ eps
+
+
+def gradients(model, sequences, monkeypatch) -> tuple[list[torch.Tensor], int]:
+    """The gradient of sum_t log pi(y_t) through completion_logits, and how many MLP forward passes it took
+    (the recompute of a checkpointed layer runs inside the autograd engine, past module hooks)."""
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from distillrl.scoring.forward import completion_logits
+
+    calls, forward = [], LlamaMLP.forward
+    monkeypatch.setattr(LlamaMLP, "forward", lambda self, x: calls.append(1) or forward(self, x))
+    model.train()
+    model.zero_grad()
+    logits = completion_logits(model, sequences.input_ids, sequences.attention_mask, sequences.completion_mask)
+    logits.token_logprobs(sequences.target_ids).sum().backward()
+    monkeypatch.undo()
+    return [p.grad.clone() for p in model.parameters() if p.requires_grad], len(calls)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_activation_checkpointing_recomputes_the_layers_and_keeps_the_gradients(lora, monkeypatch):
+    """With checkpointing each layer runs forward twice (again in the backward pass, through completion_logits'
+    direct call of the decoder); the gradients equal the
+    plain run's to 1e-6, for all weights and for a LoRA adapter."""
+    from distillrl.config import LoraSettings
+    from distillrl.models.student import enable_activation_checkpointing
+
+    model, tokenizer = tiny_decoder("llama", layers=3)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LoraSettings().target_modules,
+                                                 init_lora_weights=False))  # fmt: skip
+    sequences = encode_pairs(tokenizer, ["3+4=", "12*3-7="], ["3+4=7;#7", "29;#29 with more"])
+    plain, plain_calls = gradients(model, sequences, monkeypatch)
+    enable_activation_checkpointing(model)
+    checkpointed, calls = gradients(model, sequences, monkeypatch)
+    assert (plain_calls, calls) == (3, 6)  # 3 layers, each recomputed once
+    assert len(plain) == len(checkpointed) > 0
+    for a, b in zip(plain, checkpointed):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=0)

@@ -38,6 +38,10 @@ class LoraSettings(Strict):
 class StudentConfig(Strict):
     path: str = Field("zoo:student-base", description="zoo:NAME, a local checkpoint directory or a hub id")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each decoder layer's activations in the backward pass (transformers' gradient "
+        "checkpointing, non-reentrant): less memory for long completions, about one more forward pass of time"
+    )
 
 
 BACKEND_FIDELITIES = {  # what each teacher backend can give (scoring/teachers.py)
