@@ -143,6 +143,14 @@ def run_bench_speed(folder: Path, monkeypatch) -> None:
     assert "floor decomposition" in result.output and "wrote runs/bench-speed/tiny.json" in result.output
 
 
+def run_bench_memory(folder: Path, monkeypatch) -> None:
+    result = invoke("bench", "memory", "--config", "tiny", "--lengths", "32", "--budget-length", "32", "--threads", "1")
+    saved = json.loads((folder / "runs/bench-memory/tiny.json").read_text())
+    assert len(saved["rows"]) == 4 + 4 and not any("error" in row for row in saved["rows"])
+    assert (folder / "runs/bench-memory/tiny.png").stat().st_size > 0
+    assert "checkpointing / plain at 32" in result.output.replace("\n", " ")
+
+
 def run_inspect(folder: Path, monkeypatch) -> None:
     result = invoke("inspect", "--student", "zoo:student-base", "--teacher", "zoo:teacher", "--prompt", "3+(4*2)=",
                     "--samples", "3", "--max-new-tokens", "12")  # default --out: a new runs/inspect/forking-*.html
@@ -165,7 +173,7 @@ def run_report(folder: Path, monkeypatch) -> None:
 RUNS = {
     "demo": run_demo, "train": run_train, "eval": run_eval, "export": run_export, "zoo build": run_zoo_build, "zoo list": run_zoo_list,
     "control teacher": run_control_teacher, "control distill": run_control_distill, "bench repro": run_bench_repro,
-    "bench speed": run_bench_speed, "inspect": run_inspect, "report": run_report,
+    "bench speed": run_bench_speed, "bench memory": run_bench_memory, "inspect": run_inspect, "report": run_report,
 }  # fmt: skip
 
 

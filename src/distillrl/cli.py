@@ -519,5 +519,40 @@ def bench_speed(
     console.print(f"wrote {out}")
 
 
+@bench_app.command("memory")
+def bench_memory(
+    config: str = typer.Option("cpu", help="cpu (8 layers, 256 wide), gpu (Qwen3-0.6B's widths) or tiny (a smoke size)"),
+    lengths: str = typer.Option("512,1024,2048,4096", help="completion lengths, comma-separated"),
+    budget_length: int = typer.Option(1024, min=1, help="the length of the token-budget runs (1 and 4 prompts)"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads in each child (default: torch's)"),
+    out: Path = typer.Option(Path("runs/bench-memory"), help="folder for CONFIG.json and CONFIG.png"),
+) -> None:
+    """Peak memory and seconds of one OPD step (teacher pass + student update on random tokens) as completions
+    grow: fidelity sampled and full, with and without activation checkpointing, and a token budget as the prompts
+    grow 4x; each measurement in its own process. Prints a table and the ratios, writes JSON and a PNG."""
+    import json
+
+    from distillrl.bench.memory import SHAPES, acceptance, plot, run_memory_bench, table_lines
+
+    if config not in SHAPES:
+        raise UserError(f"--config {config}: unknown (have: {', '.join(SHAPES)})")
+    try:
+        sizes = [int(part) for part in lengths.split(",")]
+    except ValueError:
+        raise UserError(f"--lengths {lengths}: give whole numbers separated by commas, e.g. 512,1024") from None
+    device = "cuda" if config == "gpu" else "cpu"
+    rows = run_memory_bench(config, sizes, budget_length, device, threads,
+                            on_row=lambda row: console.print(table_lines([row])[1], highlight=False))  # fmt: skip
+    ratios = acceptance(rows, sizes, budget_length)
+    console.print("\n".join(table_lines(rows)), highlight=False)
+    for key, values in ratios.items():
+        console.print(f"{key} ratios: " + "; ".join(f"{name} {value:.2f}" for name, value in values.items()
+                                                    if value is not None), highlight=False)  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{config}.json").write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
+    plot(rows, out / f"{config}.png")
+    console.print(f"wrote {out / config}.json and .png")
+
+
 if __name__ == "__main__":
     app()

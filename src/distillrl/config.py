@@ -39,6 +39,10 @@ class LoraSettings(Strict):
 class StudentConfig(Strict):
     path: str = Field("zoo:student-base", description="zoo:NAME, a local checkpoint directory or a hub id")
     lora: LoraSettings | None = Field(None, description="train a LoRA adapter instead of all weights")
+    activation_checkpointing: bool = Field(
+        False, description="recompute each decoder layer's activations in the backward pass (transformers' gradient "
+        "checkpointing, non-reentrant): less memory for long completions, about one more forward pass of time"
+    )
 
 
 BACKEND_FIDELITIES = {  # what each teacher backend can give (scoring/teachers.py)
@@ -319,6 +323,15 @@ class OptimConfig(Strict):
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="decay floor as a fraction of lr")
     max_grad_norm: float | None = Field(1.0, gt=0)
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    micro_batch_tokens: int | None = Field(
+        None, ge=1, description="a token budget per update micro-batch, replacing grad_accum's split: whole prompts "
+        "packed longest first while rows x their padded width (prompt + completion) <= N; a prompt over N alone. "
+        "The loss is still the token mean of the optimizer step (default: grad_accum shares of the prompts)"
+    )
+    score_batch_tokens: int | None = Field(
+        None, ge=1, description="a token budget per frozen pass (pi_old, local teachers, references): rows packed "
+        "as micro_batch_tokens packs prompts (default: micro_batch_tokens; neither: grad_accum shares of the rows)"
+    )
     epochs: int = Field(1, ge=1, description="passes over each rollout (PPO epochs), with the recorded pi_old")
     minibatches: int = Field(1, ge=1, description="optimizer steps per epoch, each on a share of the prompts")
     skip_nonfinite_steps: int = Field(
@@ -331,6 +344,11 @@ class OptimConfig(Strict):
         if not all(0 <= beta < 1 for beta in self.betas):
             raise ValueError(f"betas: each must be in [0, 1), got {list(self.betas)}")
         return self
+
+    @property
+    def resolved_score_tokens(self) -> int | None:
+        """The frozen passes' token budget: score_batch_tokens, else micro_batch_tokens."""
+        return self.score_batch_tokens or self.micro_batch_tokens
 
 
 class EvalConfig(Strict):
@@ -497,6 +515,9 @@ class TrainConfig(Strict):
         if self.distributed.strategy == "fsdp":
             if self.student.lora is not None:
                 raise ValueError("distributed.strategy: fsdp shards a fully trained student; with student.lora use ddp")
+            if self.optim.micro_batch_tokens or self.optim.score_batch_tokens:
+                raise ValueError("optim.micro_batch_tokens: a token budget gives each rank its own number of passes, "
+                                 "which fsdp's gathers in every pass cannot follow; use distributed.strategy: ddp")
             if source == "speculative" or self.rollout.engine == "static":
                 what = "rollout.source: 'speculative'" if source == "speculative" else "rollout.engine: 'static'"
                 raise ValueError(f"distributed.strategy: fsdp samples with transformers' generate (every rank steps "

@@ -33,8 +33,10 @@ def base_model_reference(path: str) -> str:
     return str(Path(resolve_model_path(path)).resolve())
 
 
-def load_student(path: str, lora=None, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
-    """Load the student for training; with `lora` (LoraSettings) wrap it in a fresh PEFT LoRA adapter.
+def load_student(path: str, lora=None, dtype: torch.dtype = torch.float32,
+                 activation_checkpointing: bool = False) -> PreTrainedModel:  # fmt: skip
+    """Load the student for training; with `lora` (LoraSettings) wrap it in a fresh PEFT LoRA adapter; with
+    `activation_checkpointing`, its decoder layers recompute their activations in the backward pass.
 
     A path that already holds an adapter (a resumed LoRA run) loads base + adapter, trainable.
     """
@@ -51,4 +53,20 @@ def load_student(path: str, lora=None, dtype: torch.dtype = torch.float32) -> Pr
         )
         model = get_peft_model(model, peft_config)
         model.peft_config["default"].base_model_name_or_path = base_model_reference(path)
+    if activation_checkpointing:
+        enable_activation_checkpointing(model)
     return model
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """transformers' gradient checkpointing, non-reentrant: each decoder layer keeps only its input in training
+    forward passes (model.training, grad enabled) and recomputes the rest in the backward pass, so activations cost
+    O(layers x B x T x H) for the layer inputs plus one layer's internals at a time. It acts in the layers
+    themselves, so the decoder called alone (scoring/forward.py) checkpoints too. A LoRA student's frozen embeddings
+    give outputs without grad: `enable_input_require_grads` makes them require it, as PEFT asks."""
+    if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5.2x; the old one warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "peft_config"):
+        model.enable_input_require_grads()

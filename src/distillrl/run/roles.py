@@ -164,7 +164,8 @@ def load_models(config, needs_reference: bool, student_path: str | None = None,
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     tokenizer = preflight.files.tokenizer(config.student.path)
-    student = load_student(student_path or config.student.path, config.student.lora).to(device)
+    student = load_student(student_path or config.student.path, config.student.lora,
+                           activation_checkpointing=config.student.activation_checkpointing).to(device)  # fmt: skip
     loaded: dict[tuple[str, torch.device], PreTrainedModel] = {}
 
     def frozen(path: str, where: torch.device) -> PreTrainedModel:

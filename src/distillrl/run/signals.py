@@ -46,8 +46,10 @@ def score_rollout(
     top_k: int = 20,
     rows_per_pass: int = 64,
     chunk_size: int = 1024,
+    tokens_per_pass: int | None = None,
 ) -> Batch:
-    """The Batch of a whole rollout: target ids, the signals in `needs`, rewards and routing."""
+    """The Batch of a whole rollout: target ids, the signals in `needs`, rewards and routing; with `tokens_per_pass`
+    each local model's passes are rows packed under that token budget instead of `rows_per_pass` rows."""
     target_ids = sequences.target_ids
     num_tokens = len(target_ids)
     device = target_ids.device
@@ -58,7 +60,8 @@ def score_rollout(
     all_rows = torch.arange(len(sequences), device=device)
 
     def token_logprobs(scorer: FrozenScorer, rows: Tensor, into: Tensor) -> None:
-        for mask, scored in LocalTeacher(scorer).score(sequences, rows, None, False, rows_per_pass, chunk_size):
+        for mask, scored in LocalTeacher(scorer).score(sequences, rows, None, False, rows_per_pass, chunk_size,
+                                                           tokens_per_pass):  # fmt: skip
             into[mask] = scored.token_logprobs
 
     teacher_signals = needs & {"teacher_logprobs", "teacher_topk", "teacher_logits"}
@@ -79,15 +82,17 @@ def score_rollout(
             scorer = teacher.scorer if teacher.bridge is None else teacher.bridge.scorer(
                 teacher.scorer, [p.prompt for p in problems], batch.old_logprobs)
             for mask, scored in scorer.score(scored_sequences, rows, top_k_asked, "teacher_logits" in needs,
-                                             rows_per_pass, chunk_size):  # fmt: skip
+                                             rows_per_pass, chunk_size, tokens_per_pass):  # fmt: skip
                 batch.teacher_logprobs[mask] = scored.token_logprobs
                 if top_k_asked is not None:
                     batch.teacher_topk_ids[mask], batch.teacher_topk_logprobs[mask] = scored.topk_ids, scored.topk_logprobs
-                if scored.logits is not None:  # one teacher (checked in the config): rows in order
-                    hidden_parts.append(scored.logits)
+                if scored.logits is not None:  # one teacher (checked in the config)
+                    hidden_parts.append((mask, scored.logits))
         if hidden_parts:
-            first = hidden_parts[0]
-            hidden = torch.cat([part.hidden for part in hidden_parts])
+            first = hidden_parts[0][1]
+            hidden = first.hidden.new_empty(num_tokens, first.hidden.shape[-1])
+            for mask, part in hidden_parts:  # the parts' tokens scattered back into the rollout's order
+                hidden[mask] = part.hidden
             batch.teacher_logits = ChunkedLogits(hidden, first.weight, first.bias, first.temperature)
     if "reference_logprobs" in needs:
         batch.reference_logprobs = target_ids.new_zeros(num_tokens, dtype=torch.float32)

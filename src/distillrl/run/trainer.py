@@ -78,6 +78,7 @@ from distillrl.tasks import Problem, Task, build_task
 from distillrl.tasks.prompt_limits import check_prompts_fit
 from distillrl.tasks.rewards import CustomReward, check_eval_answers, check_task_answers
 from distillrl.text.chat import check_end_of_turn, check_teacher_template
+from distillrl.text.micro_batches import pack_under_budget, trim_padding
 from distillrl.text.sequences import Sequences
 
 console = Console(stderr=True)
@@ -125,11 +126,20 @@ def prompt_rows(sequences: Sequences, prompts: Tensor) -> Tensor:
     return torch.isin(sequences.prompt_index, prompts).nonzero().squeeze(-1)
 
 
+def update_micro_batches(sequences: Sequences, minibatch: Tensor, grad_accum: int, budget: int | None) -> list[Tensor]:
+    """The rows of each micro-batch of a minibatch of prompts: its prompts in `grad_accum` consecutive shares, or,
+    with a token `budget` (optim.micro_batch_tokens), its prompts packed whole under it (text/micro_batches.py)."""
+    if budget is None:
+        return [prompt_rows(sequences, prompts) for prompts in minibatch.tensor_split(grad_accum)]
+    return pack_under_budget([prompt_rows(sequences, prompt[None]) for prompt in minibatch], sequences.attention_mask,
+                             budget)  # fmt: skip
+
+
 def update_policy(config: TrainConfig, models: Models, objective: Objective, sequences: Sequences, signals: Batch,
                   optimizer: torch.optim.Optimizer, parameters: list[torch.nn.Parameter],
                   world: World = World()) -> dict:  # fmt: skip
     """`optim.epochs` passes over the rollout, each in `optim.minibatches` optimizer steps of whole prompts
-    (shuffled when there are several), each accumulated over `optim.grad_accum` micro-batches.
+    (shuffled when there are several), each accumulated over micro-batches (update_micro_batches).
 
     A minibatch's loss is normalised by its own completion-token count, so every optimizer step takes the token
     mean of its minibatch; the importance ratios use pi_old recorded once before the first update.
@@ -150,11 +160,12 @@ def update_policy(config: TrainConfig, models: Models, objective: Objective, seq
             if minibatch_tokens == 0:
                 continue
             finite = True
-            for micro_prompts in minibatch.tensor_split(optim.grad_accum):
-                rows = prompt_rows(sequences, micro_prompts)
+            for rows in update_micro_batches(sequences, minibatch, optim.grad_accum, optim.micro_batch_tokens):
                 micro = sequences.select(rows)
                 if micro.completion_mask.sum() == 0:
                     continue
+                if optim.micro_batch_tokens is not None:
+                    micro = trim_padding(micro)
                 with autocast(models.precision, models.device):
                     policy_logits = completion_logits(models.student, micro.input_ids, micro.attention_mask,
                                                       micro.completion_mask, vocab_size=models.vocab_size)  # fmt: skip
@@ -478,7 +489,7 @@ def score(loop: Loop, sequences: Sequences, problems: list[Problem]) -> Batch:
     with autocast(loop.models.precision, loop.models.device):
         return score_rollout(loop.models, loop.objective.needs, sequences, problems, loop.task.reward, top_k=top_k,
                              rows_per_pass=-(-len(sequences) // config.optim.grad_accum),
-                             chunk_size=loop.chunk_size)  # fmt: skip
+                             chunk_size=loop.chunk_size, tokens_per_pass=config.optim.resolved_score_tokens)  # fmt: skip
 
 
 def update(loop: Loop, state: LoopState, sequences: Sequences, signals: Batch) -> dict:

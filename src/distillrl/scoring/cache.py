@@ -159,7 +159,7 @@ class StoredTeacher:
         return self.shards[shard], row
 
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
-              chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
+              chunk_size: int, tokens_per_pass: int | None = None) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         if len(rows) == 0:
             return
         realised, ids, values = [], [], []

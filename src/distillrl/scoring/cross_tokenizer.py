@@ -133,7 +133,7 @@ class BridgedTeacher:
     old_logprobs: Tensor  # [N] log pi_old of the rollout's completion tokens
 
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
-              chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
+              chunk_size: int, tokens_per_pass: int | None = None) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         bridge = self.bridge
         completions = [[ids[p] for p in scored] for ids, scored in real_token_rows(sequences, rows)]
         teacher_rows = [bridge.teacher_completion(c) for c in completions]
@@ -144,7 +144,7 @@ class BridgedTeacher:
                                     bridge.teacher.pad_token_id or 0).to(sequences.input_ids.device)  # fmt: skip
         teacher_logprobs = torch.zeros(int(teacher.completion_mask[:, 1:].sum()), device=teacher.input_ids.device)
         for mask, scored in self.backend.score(teacher, torch.arange(len(teacher)), None, False, rows_per_pass,
-                                               chunk_size):  # fmt: skip
+                                               chunk_size, tokens_per_pass):  # fmt: skip
             teacher_logprobs[mask] = scored.token_logprobs
         mask = torch.isin(sequences.sequence_index, rows)
         student_parts = self.old_logprobs[mask].double().split([len(c) for c in completions])

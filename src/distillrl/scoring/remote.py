@@ -243,7 +243,7 @@ class RemoteTeacher:
         return realised, top
 
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
-              chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
+              chunk_size: int, tokens_per_pass: int | None = None) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         """All of `rows` at once: requests of `rows_per_request` sequences, `concurrency` in flight."""
         if len(rows) == 0:
             return

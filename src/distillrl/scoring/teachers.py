@@ -21,6 +21,7 @@ from torch import Tensor
 
 from distillrl.scoring.logits import ChunkedLogits
 from distillrl.scoring.topk import topk_with_tail
+from distillrl.text.micro_batches import pack_under_budget, trim_padding
 from distillrl.text.sequences import Sequences
 
 
@@ -36,10 +37,12 @@ class TeacherSignals:
 
 class TeacherScorer(Protocol):
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
-              chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
+              chunk_size: int, tokens_per_pass: int | None = None) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         """(token mask over `sequences`' completion tokens, the signals of those tokens) for each part of `rows`;
         `top_k` asks for the top-k ids and log-probs, `full` for the logits (local teachers only: the config
-        refuses fidelity full for the others before anything loads, config.BACKEND_FIDELITIES)."""
+        refuses fidelity full for the others before anything loads, config.BACKEND_FIDELITIES). A local model runs
+        passes of at most `rows_per_pass` rows or, with `tokens_per_pass`, rows packed under that token budget
+        (text/micro_batches.py); the other backends run no forward pass here and ignore both."""
         ...
 
 
@@ -50,15 +53,22 @@ def row_parts(rows: Tensor, rows_per_part: int) -> list[Tensor]:
 
 @dataclass
 class LocalTeacher:
-    """A frozen model in this process, scored in micro-batches of `rows_per_pass` sequences."""
+    """A frozen model in this process, scored in micro-batches of `rows_per_pass` sequences, or of rows packed
+    under `tokens_per_pass` tokens (the padding they all lack trimmed)."""
 
     scorer: object  # a models.roles.FrozenScorer
 
     def score(self, sequences: Sequences, rows: Tensor, top_k: int | None, full: bool, rows_per_pass: int,
-              chunk_size: int) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
+              chunk_size: int, tokens_per_pass: int | None = None) -> Iterator[tuple[Tensor, TeacherSignals]]:  # fmt: skip
         target_ids = sequences.target_ids
-        for part in row_parts(rows, rows_per_pass):
+        if tokens_per_pass is None:
+            parts = row_parts(rows, rows_per_pass)
+        else:
+            parts = pack_under_budget(list(rows[:, None]), sequences.attention_mask, tokens_per_pass)
+        for part in parts:
             micro = sequences.select(part)
+            if tokens_per_pass is not None:
+                micro = trim_padding(micro)
             mask = torch.isin(sequences.sequence_index, part)
             logits = self.scorer.logits(micro.input_ids, micro.attention_mask, micro.completion_mask)
             logits = logits.to(target_ids.device)
