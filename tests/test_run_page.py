@@ -16,7 +16,8 @@ from distillrl import cli
 from distillrl.core.errors import UserError
 from distillrl.report.metrics import read_metrics
 from distillrl.report.plots import training_curves_figure
-from distillrl.report.run_page import latest_samples, read_samples, write_run_page
+from distillrl.report.run_page import latest_samples, write_run_page
+from distillrl.report.samples import read_samples
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

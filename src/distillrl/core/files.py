@@ -12,10 +12,12 @@ serving account can read the models a run writes.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from distillrl.core.errors import UserError, one_line
 
@@ -100,3 +102,26 @@ def unused_path(path: str | Path) -> Path:
     path = Path(path)
     others = (path.with_name(f"{path.stem}-{number}{path.suffix}") for number in itertools.count(2))
     return path if not path.exists() else next(other for other in others if not other.exists())
+
+
+def read_json_lines(path: str | Path, noun: str, valid: Callable[[dict], bool], what: str) -> list[dict]:
+    """The JSON objects of a .jsonl file written line by line, without a last line that a kill cut short (no newline
+    after it); a broken or invalid line before it is a UserError naming the file and line (`noun`: what a line is,
+    e.g. "record"; `what`: what a valid line holds, e.g. "metrics record (no integer `step`)")."""
+    path = Path(path)
+    text = path.read_text()
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        lines = lines[:-1]  # an unfinished last line: written by a run killed while writing it
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path}:{number}: not a JSON {noun} ({error.msg}); the file was edited or damaged") from None
+            if not isinstance(row, dict) or not valid(row):
+                raise UserError(f"{path}:{number}: not a {what}")
+            rows.append(row)
+    return rows
+

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from distillrl.core.errors import UserError
-from distillrl.core.files import write_text_atomic
+from distillrl.core.files import read_json_lines, write_text_atomic
 from distillrl.report.samples import prompt_text, samples_markdown
 
 METRICS_NAME = "metrics.jsonl"
@@ -101,21 +101,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_NAME
     if not path.exists():
         return []
-    text = path.read_text()
-    lines = text.split("\n")
-    if not text.endswith("\n"):
-        lines = lines[:-1]  # an unfinished last line: the record of a killed run, after its last checkpoint
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}:{number}: not a JSON record ({error.msg}); the file was edited or damaged") from None
-            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-                raise UserError(f"{path}:{number}: not a metrics record (no integer `step`)")
-            records.append(record)
-    return records
+    return read_json_lines(path, "record", lambda record: isinstance(record.get("step"), int),
+                           "metrics record (no integer `step`)")  # fmt: skip
 
 
 def read_teacher_evals(run_dir: str | Path) -> dict[str, dict] | None:

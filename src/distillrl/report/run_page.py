@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from distillrl.core.files import write_text_atomic
 from distillrl.report.before_after import before_after_rows
 from distillrl.report.metrics import METRICS_NAME, read_metrics, read_teacher_evals
 from distillrl.report.plots import save_figure, training_curves_figure
+from distillrl.report.samples import read_samples
 from distillrl.report.token_shades import kl_legend, kl_shade
 
 PAGE_NAME = "report.html"
@@ -121,26 +121,6 @@ def curves_html(run_dir: Path, records: list[dict], teachers: dict[str, dict], n
         return "<p>No metrics yet.</p>"
     data = base64.b64encode(png).decode("ascii")
     return f'<img id="curves" alt="training curves of {html.escape(name)}" src="data:image/png;base64,{data}">'
-
-
-def read_samples(path: Path) -> list[dict]:
-    """The rows of one samples/step_NNNNNN.jsonl, without a last line that a kill cut short; a broken line before
-    it is a UserError naming the file and line."""
-    text = path.read_text()
-    lines = text.split("\n")
-    if not text.endswith("\n"):
-        lines = lines[:-1]
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}:{number}: not a JSON sample ({error.msg}); the file was edited or damaged") from None
-            if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
-                raise UserError(f"{path}:{number}: not a sample (no `completion` string)")
-            rows.append(row)
-    return rows
 
 
 def latest_samples(run_dir: Path) -> tuple[int | None, list[dict], int | None, list[dict]]:

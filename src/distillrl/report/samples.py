@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distillrl.core.files import write_text_atomic
+from distillrl.core.files import read_json_lines, write_text_atomic
 
 SAMPLES_DIR = "samples"
 
@@ -32,7 +32,10 @@ def write_samples(path: str | Path, rows: list[dict], step: int | None = None) -
 
 
 def read_samples(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a samples file, without a last line that a kill cut short; a broken line before it is a
+    UserError naming the file and line."""
+    return read_json_lines(path, "sample", lambda row: isinstance(row.get("completion"), str),
+                           "sample (no `completion` string)")  # fmt: skip
 
 
 def prompt_text(prompt: str | list[dict]) -> str:
