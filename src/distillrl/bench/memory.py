@@ -26,6 +26,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from distillrl.config import TrainConfig
+from distillrl.models.student import enable_activation_checkpointing
+from distillrl.objectives import build_objective
+from distillrl.report.plots import plt, save_figure
+from distillrl.run.roles import Models, Teacher
+from distillrl.run.signals import score_rollout
+from distillrl.run.trainer import update_policy
+from distillrl.scoring.logits import default_chunk_size
+from distillrl.text.sequences import Sequences
+
 PROMPT_TOKENS = 16
 
 
@@ -58,19 +72,6 @@ BUDGET_SETTINGS = [Setting("sampled, grad_accum 1"), Setting("sampled + token bu
 
 def one_step(shape: Shape, setting: Setting, length: int, prompts: int, device: str) -> dict:
     """One OPD step in this process: its peak memory (bytes) and seconds."""
-    import psutil
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from distillrl.config import TrainConfig
-    from distillrl.models.student import enable_activation_checkpointing
-    from distillrl.objectives import build_objective
-    from distillrl.run.roles import Models, Teacher
-    from distillrl.run.signals import score_rollout
-    from distillrl.run.trainer import update_policy
-    from distillrl.scoring.logits import default_chunk_size
-    from distillrl.text.sequences import Sequences
-
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=3 * shape.hidden,
                          num_hidden_layers=shape.layers, num_attention_heads=max(shape.hidden // 64, 1),
@@ -182,11 +183,6 @@ def table_lines(rows: list[dict]) -> list[str]:
 
 def plot(rows: list[dict], out: Path) -> None:
     """Peak memory against completion length, one line per setting (the one-prompt measurements)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for setting in LENGTH_SETTINGS:
         points = sorted((r["length"], r["peak_bytes"] / 2**20) for r in rows
@@ -199,14 +195,10 @@ def plot(rows: list[dict], out: Path) -> None:
     axis.set_title("one OPD step: peak memory against completion length")
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
+    save_figure(figure, out)
 
 
 def main(spec: dict) -> None:
-    import torch
-
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     result = one_step(SHAPES[spec["shape"]], Setting(**spec["setting"]), spec["length"], spec["prompts"],
