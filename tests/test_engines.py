@@ -5,7 +5,8 @@ from user_models import tiny_decoder
 
 from distillrl.models.loading import load_causal_lm, load_tokenizer
 from distillrl.rollout.engines import HFEngine, build_engine, resolve_engine
-from distillrl.rollout.static_engine import StaticCacheEngine, batch_bucket, prompt_bucket, sample_from_logits
+from distillrl.rollout.sampling import sample_from_logits
+from distillrl.rollout.static_engine import StaticCacheEngine, batch_bucket, prompt_bucket
 
 PROMPTS = [f"{a}+{b}*{c}=" for a in range(4) for b in range(3) for c in (2, 7)] + ["1=", "9-8+7-6+5-4+3-2="]
 

@@ -26,8 +26,8 @@ from distillrl.models.loading import ModelLoadError, load_causal_lm, load_tokeni
 from distillrl.models.vocabulary import check_same_vocabulary, vocabulary_difference
 from distillrl.report.metrics import read_metrics
 from distillrl.rollout.hf_generate import generate
-from distillrl.rollout.sampling import Truncation, truncate_logits
-from distillrl.rollout.static_engine import StaticCacheEngine, sample_from_logits
+from distillrl.rollout.sampling import Truncation, sample_from_logits, truncate_logits
+from distillrl.rollout.static_engine import StaticCacheEngine
 from distillrl.run import runtime
 from distillrl.run.trainer import train
 from distillrl.scoring.forward import completion_logits, output_head

@@ -253,6 +253,12 @@ class RolloutConfig(Strict):
         "auto", description="sampling engine: hf (transformers' generate), static (static KV cache, prompts padded to "
         "length buckets, a compiled decode step on GPUs) or auto (static on a GPU, hf on the CPU)"
     )
+    max_kv_tokens: int | None = Field(
+        None, ge=1, description="KV cache budget of sampling, in tokens: the engines generate at most floor(N / "
+        "(prompt width + max_new_tokens)) rows at a time (at least 1; the static engine's cache as many rows), and "
+        "each row samples from its own seeded generator, so the sequences are those of one unbounded batch under "
+        "the same setting (default: no budget, one shared RNG stream)"
+    )
 
 
 DIVERGENCES = ("reverse_kl", "forward_kl", "jsd", "skew_kl")
@@ -518,6 +524,9 @@ class TrainConfig(Strict):
             if self.optim.micro_batch_tokens or self.optim.score_batch_tokens:
                 raise ValueError("optim.micro_batch_tokens: a token budget gives each rank its own number of passes, "
                                  "which fsdp's gathers in every pass cannot follow; use distributed.strategy: ddp")
+            if self.rollout.max_kv_tokens is not None:
+                raise ValueError("rollout.max_kv_tokens: a KV budget gives each rank its own number of generate "
+                                 "batches, which fsdp's gathers cannot follow; use distributed.strategy: ddp")
             if source == "speculative" or self.rollout.engine == "static":
                 what = "rollout.source: 'speculative'" if source == "speculative" else "rollout.engine: 'static'"
                 raise ValueError(f"distributed.strategy: fsdp samples with transformers' generate (every rank steps "

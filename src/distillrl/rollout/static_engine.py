@@ -21,9 +21,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, StaticCache
 
 from distillrl.models.compat import base_model, cache_keyword
 from distillrl.models.vocabulary import padding_ids
-from distillrl.rollout.sampling import NO_TRUNCATION, Truncation, truncate_logits
+from distillrl.rollout.sampling import NO_TRUNCATION, RowSeeds, Truncation, rows_per_batch, sample_from_logits
 from distillrl.text.chat import PLAIN, ChatFormat, Prompt, stop_token_ids
-from distillrl.text.sequences import Sequences, encode_prompts, join_prompts_and_completions
+from distillrl.text.sequences import Sequences, encode_prompts, join_prompts_and_completions, prompt_batches
 
 MIN_PROMPT_BUCKET = 16
 BATCH_MULTIPLE = 8
@@ -38,21 +38,11 @@ def prompt_bucket(length: int) -> int:
     return bucket
 
 
-def batch_bucket(rows: int) -> int:
-    """The padded batch: rows rounded up to a multiple of BATCH_MULTIPLE."""
-    return -(-rows // BATCH_MULTIPLE) * BATCH_MULTIPLE
-
-
-def sample_from_logits(logits: Tensor, temperature: float, truncation: Truncation = NO_TRUNCATION) -> Tensor:
-    """One token per row from softmax(truncate(logits / T)) (argmax at T = 0), without a host sync: [B, V] -> [B].
-
-    Uses argmax_v p_v / E_v with E_v ~ Exp(1) i.i.d., which picks v with probability p_v (the exponential race;
-    torch.multinomial would sync on a GPU).
-    """
-    if temperature == 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(truncate_logits(logits.float() / temperature, truncation), dim=-1)
-    return (probs / torch.empty_like(probs).exponential_(1)).argmax(-1)
+def batch_bucket(rows: int, most: int | None = None) -> int:
+    """The padded batch: rows rounded up to a multiple of BATCH_MULTIPLE, and to at most `most` rows (a KV
+    budget's batch, which then stays within the budget)."""
+    padded = -(-rows // BATCH_MULTIPLE) * BATCH_MULTIPLE
+    return padded if most is None else min(padded, most)
 
 
 def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
@@ -65,12 +55,13 @@ class StaticCacheEngine:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dtype: torch.dtype,
                  compile: bool, batch_size: int = 512, check_every: int | None = None,
-                 chat: ChatFormat = PLAIN):  # fmt: skip
+                 chat: ChatFormat = PLAIN, max_kv_tokens: int | None = None):  # fmt: skip
         self.model = model
         self.tokenizer = tokenizer
         self.dtype = dtype
         self.batch_size = batch_size
         self.chat = chat
+        self.max_kv_tokens = max_kv_tokens
         self.device = next(model.parameters()).device
         self.check_every = check_every or (8 if self.device.type == "cuda" else 1)
         self.stop_ids = stop_token_ids(tokenizer, base_model(model))
@@ -116,27 +107,40 @@ class StaticCacheEngine:
     @torch.no_grad()
     def generate(self, prompts: list[Prompt], num_samples: int = 1, temperature: float = 1.0,
                  max_new_tokens: int = 64, truncation: Truncation = NO_TRUNCATION) -> Sequences:  # fmt: skip
-        """`num_samples` completions per prompt (row i answers prompt i // num_samples); temperature 0 is greedy."""
+        """`num_samples` completions per prompt (row i answers prompt i // num_samples); temperature 0 is greedy.
+
+        Under max_kv_tokens a batch has at most floor(max_kv_tokens / (bucket(P) + max_new_tokens)) rows (P: the
+        widest prompt), its cache as many (batch_bucket's `most`), and each row samples from its own generator
+        (RowSeeds), so that the batches do not change its tokens.
+        """
         self.sync()
         was_training = self.runner.training
         self.runner.eval()
         repeated = [p for p in prompts for _ in range(num_samples)]
         prompt_index = torch.arange(len(prompts), device=self.device).repeat_interleave(num_samples)
+        all_ids, all_mask = encode_prompts(self.tokenizer, repeated, self.chat)
+        rows_each = rows_per_batch(self.batch_size, self.max_kv_tokens, prompt_bucket(all_ids.shape[1]) + max_new_tokens)
+        budgeted = self.max_kv_tokens is not None
+        seeds = RowSeeds(self.device) if budgeted and temperature > 0 else None
         parts = []
-        for start in range(0, len(repeated), self.batch_size):
-            prompt_ids, prompt_mask = (t.to(self.device) for t in encode_prompts(self.tokenizer, repeated[start : start + self.batch_size], self.chat))
-            completion_ids = self._decode_batch(prompt_ids, prompt_mask, temperature, max_new_tokens, truncation)
+        for rows, prompt_ids, prompt_mask in prompt_batches(all_ids, all_mask, rows_each):
+            prompt_ids, prompt_mask = prompt_ids.to(self.device), prompt_mask.to(self.device)
+            padded_rows = batch_bucket(prompt_ids.shape[0], rows_each if budgeted else None)
+            generators = seeds.generators(range(rows.start, rows.start + padded_rows)) if seeds else None
+            completion_ids = self._decode_batch(prompt_ids, prompt_mask, temperature, max_new_tokens, truncation,
+                                                padded_rows, generators)  # fmt: skip
             parts.append(join_prompts_and_completions(self.tokenizer, prompt_ids, prompt_mask, completion_ids,
-                                                      prompt_index[start : start + self.batch_size], self.stop_ids,
-                                                      self.chat.stop_strings))  # fmt: skip
+                                                      prompt_index[rows], self.stop_ids, self.chat.stop_strings))  # fmt: skip
         self.runner.train(was_training)
         return Sequences.cat(parts, self.tokenizer.pad_token_id)
 
     def _decode_batch(self, prompt_ids: Tensor, prompt_mask: Tensor, temperature: float, max_new_tokens: int,
-                      truncation: Truncation) -> Tensor:  # fmt: skip
-        """Completions [n, L] of left-padded prompts [n, P] (padded here to the buckets, then cut back to n rows)."""
+                      truncation: Truncation, padded_rows: int,
+                      generators: list[torch.Generator] | None) -> Tensor:  # fmt: skip
+        """Completions [n, L] of left-padded prompts [n, P] (padded here to `padded_rows` and the prompt bucket,
+        then cut back to n rows); row b samples from generators[b] when given."""
         rows, width = prompt_ids.shape
-        padded_rows, padded_width = batch_bucket(rows), prompt_bucket(width)
+        padded_width = prompt_bucket(width)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((padded_rows, padded_width), pad, dtype=prompt_ids.dtype, device=self.device)
         ids[:rows, padded_width - width :] = prompt_ids
@@ -156,7 +160,7 @@ class StaticCacheEngine:
         tokens = torch.full((padded_rows, max_new_tokens), pad, dtype=prompt_ids.dtype, device=self.device)
         steps = max_new_tokens
         for step in range(max_new_tokens):
-            token = torch.where(finished, pad, sample_from_logits(logits, temperature, truncation))
+            token = torch.where(finished, pad, sample_from_logits(logits, temperature, truncation, generators))
             tokens[:, step] = token
             finished |= torch.isin(token, stop_ids)
             if step + 1 == max_new_tokens or ((step + 1) % self.check_every == 0 and bool(finished.all())):

@@ -63,12 +63,14 @@ class Models:
     vocab_size: int | None = None  # the ids scored: the tokenizer's, within every head (shared_vocab_size)
     chat: ChatFormat = PLAIN  # how prompts are rendered and completions stop (task and rollout settings)
     engines: dict[tuple[int, int], RolloutEngine] = field(default_factory=dict)  # (id(model), batch size)
+    max_kv_tokens: int | None = None  # rollout.max_kv_tokens: every engine's KV budget
 
     def engine(self, model: PreTrainedModel, batch_size: int = 512) -> RolloutEngine:
         """The rollout engine that samples from `model` (one per model and batch size, built on first use)."""
         key = (id(model), batch_size)
         if key not in self.engines:
-            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size, self.chat)
+            self.engines[key] = build_engine(self.engine_name, model, self.tokenizer, self.precision, batch_size, self.chat,
+                                              self.max_kv_tokens)  # fmt: skip
         return self.engines[key]
 
     def scorer(self, model: PreTrainedModel) -> FrozenScorer:
@@ -204,4 +206,5 @@ def load_models(config, needs_reference: bool, student_path: str | None = None,
     for scorer in [initial, *(teacher.reference for teacher in teachers), *local_teachers]:
         if scorer is not None:
             scorer.vocab_size = vocab_size
-    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size, chat)
+    return Models(student, teachers, tokenizer, initial, device, precision, config.rollout.engine, vocab_size, chat,
+                  max_kv_tokens=config.rollout.max_kv_tokens)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -156,6 +157,16 @@ def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], ch
                    ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Tokenise prompts (rendered as text/chat.py says) with left padding: ids and mask [B, P]."""
     return left_pad(prompt_token_ids(tokenizer, prompts, chat), tokenizer.pad_token_id)
+
+
+def prompt_batches(prompt_ids: Tensor, prompt_mask: Tensor, rows: int) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """Left-padded prompts [B, P] in batches of `rows` rows: each batch's slice, ids and mask, cut to its own widest
+    prompt (what encode_prompts gives for the batch alone)."""
+    for start in range(0, prompt_ids.shape[0], rows):
+        batch = slice(start, start + rows)
+        mask = prompt_mask[batch]
+        first = prompt_mask.shape[1] - int(mask.sum(-1).max())  # the columns before it are padding in every row
+        yield batch, prompt_ids[batch, first:], mask[:, first:]
 
 
 def encode_pairs(tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt], completions: list[str],
