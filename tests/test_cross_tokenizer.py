@@ -38,7 +38,9 @@ from distillrl.scoring.cross_tokenizer import (
     TokenizerBridge,
     aligned_teacher_logprobs,
     credit_weights,
+    student_topk,
 )
+from distillrl.scoring.topk import EMPTY_TAIL, gather_with_tail
 from distillrl.text.alignment import (
     align,
     check_round_trip,
@@ -263,13 +265,9 @@ def run_config(paths, out, teacher: dict, **objective) -> TrainConfig:
     })  # fmt: skip
 
 
-@pytest.mark.parametrize("objective, message", [
-    ({"fidelity": "topk"}, "teacher.tokenizer: own gives fidelity sampled only; fidelity topk"),
-    ({"name": "forward_kl"}, "teacher.tokenizer: own gives fidelity sampled only; fidelity full"),
-])  # fmt: skip
-def test_own_refuses_fidelities_across_vocabularies(pair_dir, tmp_path, objective, message):
-    with pytest.raises(ValueError, match=message):
-        run_config(pair_dir, tmp_path, {"tokenizer": "own"}, **objective)
+def test_own_refuses_full_fidelity(pair_dir, tmp_path):
+    with pytest.raises(ValueError, match="teacher.tokenizer: own cannot give fidelity full"):
+        run_config(pair_dir, tmp_path, {"tokenizer": "own"}, name="forward_kl")
 
 
 def test_own_refuses_speculative_kd(pair_dir, tmp_path):
@@ -292,15 +290,96 @@ def test_a_teacher_with_another_tokenizer_trains_the_student_with_own(pair_dir, 
     assert sum(kl[-3:]) / 3 < 0.5 * kl[0], kl  # seed 0: 0.447 at step 1, 0.110 over steps 4-6
 
 
-def test_own_with_the_students_tokenizer_equals_same_bit_for_bit(pair_dir, tmp_path):
+@pytest.mark.parametrize("objective", [{}, {"name": "jsd", "fidelity": "topk", "top_k": 8}], ids=["sampled", "topk"])
+def test_own_with_the_students_tokenizer_equals_same_bit_for_bit(pair_dir, tmp_path, objective):
     """A char student (every sample is its canonical tokenization) and a char teacher: every chunk is one token on
-    each side, so `own` scores what `same` scores, step for step."""
+    each side and every id its own twin, so `own` scores what `same` scores, step for step."""
     paths = {**pair_dir, "student": pair_dir["char-student"]}
-    train(run_config(paths, tmp_path / "same", {}), show_progress=False)
-    train(run_config(paths, tmp_path / "own", {"tokenizer": "own"}), show_progress=False)
-    rows = [[row for row in read_metrics(tmp_path / name) if "train/reverse_kl" in row] for name in ("same", "own")]
-    assert len(rows[0]) == 6 and [r["train/reverse_kl"] for r in rows[0]] == [r["train/reverse_kl"] for r in rows[1]]
+    metric = f"train/{objective.get('name', 'reverse_kl')}"
+    train(run_config(paths, tmp_path / "same", {}, **objective), show_progress=False)
+    train(run_config(paths, tmp_path / "own", {"tokenizer": "own"}, **objective), show_progress=False)
+    rows = [[row for row in read_metrics(tmp_path / name) if metric in row] for name in ("same", "own")]
+    assert len(rows[0]) == 6 and [r[metric] for r in rows[0]] == [r[metric] for r in rows[1]]
     assert [r["train/loss"] for r in rows[0]] == [r["train/loss"] for r in rows[1]]
     weights = [load_file(tmp_path / name / "final" / "model.safetensors") for name in ("same", "own")]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+# --- top-k across vocabularies -------------------------------------------------------------------------------------
+
+
+def test_top_k_at_a_chunk_start_is_the_teachers_top_k_mapped_by_bytes_with_the_rest_in_the_tail():
+    """Char student, byte-level BPE teacher with merges ("12345" is fewer teacher tokens): at each chunk start the
+    student's rows equal the brute-force map of the teacher's top-k (from its full distribution) by identical bytes,
+    the unmapped top-k and the teacher's own tail in the tail bucket; inside a chunk, the sampled estimator."""
+    b = bridge("char", "bytelevel")
+    student_table, student_of = byte_table("char")
+    teacher_table = byte_table("bytelevel")[0]
+    char = tokenizer("char")
+    completion = char("12345 + 678 = 7023", add_special_tokens=False)["input_ids"] + [char.eos_token_id]
+    teacher_ids, alignment = b.teacher_completion(completion)
+    assert len(teacher_ids) < len(completion)  # some chunks hold several student tokens
+    k = 6
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(len(teacher_ids), len(teacher_table), generator=generator, dtype=torch.float64)
+    singles = [i for i, spelled in enumerate(teacher_table) if len(spelled) == 1]
+    logits[:, singles[:3]] += 6.0  # some single bytes (with a char twin) in every top-k, among multi-byte tokens
+    full = logits.log_softmax(-1)
+    top = full.topk(k, dim=-1).indices
+    s = -torch.rand(len(completion), generator=generator, dtype=torch.float64)
+    aligned = aligned_teacher_logprobs(s, -torch.rand(len(teacher_ids), generator=generator, dtype=torch.float64),
+                                       alignment)  # fmt: skip
+    ids, logprobs = student_topk(alignment, torch.tensor(completion), aligned, top, gather_with_tail(full, top),
+                                 b.twins, b.fillers)  # fmt: skip
+    chunks, unmapped_seen = alignment.student_chunk, 0
+    for i in range(len(completion)):
+        got = {v: lp for v, lp in zip(ids[i].tolist(), logprobs[i, :k].tolist()) if lp > EMPTY_TAIL}
+        if i == 0 or chunks[i] != chunks[i - 1]:
+            j = alignment.teacher_chunk.index(chunks[i])
+            expected, mapped_mass = {}, 0.0
+            for u in full[j].argsort(descending=True)[:k].tolist():
+                twin = completion[-1] if u == b.teacher_end else student_of.get(teacher_table[u])
+                if twin is None:
+                    unmapped_seen += 1
+                else:
+                    expected[twin] = full[j, u].item()
+                    mapped_mass += full[j, u].exp().item()
+            assert got.keys() == expected.keys()
+            assert all(abs(got[v] - expected[v]) < 1e-6 for v in expected)
+            assert abs(logprobs[i, k].item() - math.log(1 - mapped_mass)) < 1e-6
+        else:
+            assert got.keys() == {completion[i]} and abs(got[completion[i]] - aligned[i].item()) < 1e-6
+            assert abs(logprobs[i, k].item() - math.log(-math.expm1(aligned[i].item()))) < 1e-6
+        assert len(set(ids[i].tolist())) == k and all(0 <= v < len(student_table) for v in ids[i].tolist())
+    assert unmapped_seen > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(KINDS), st.sampled_from(KINDS), st.text(alphabet=ALPHABET, max_size=30), st.booleans(),
+       st.integers(1, 12), st.integers(0, 2**31 - 1))  # fmt: skip
+def test_mapped_top_k_and_tail_sum_to_one_at_every_position(student, teacher, text, closed, k, seed):
+    b = bridge(student, teacher)
+    tok = tokenizer(student)
+    completion = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] * closed
+    teacher_ids, alignment = b.teacher_completion(completion)
+    generator = torch.Generator().manual_seed(seed)
+    full = (4 * torch.randn(len(teacher_ids), len(b.teacher_bytes), generator=generator)).log_softmax(-1)
+    top = full.topk(k, dim=-1).indices
+    s = -4 * torch.rand(len(completion), generator=generator, dtype=torch.float64)
+    t = -4 * torch.rand(len(teacher_ids), generator=generator, dtype=torch.float64)
+    aligned = aligned_teacher_logprobs(s, t, alignment, "uniform").float()
+    ids, logprobs = student_topk(alignment, torch.tensor(completion, dtype=torch.long), aligned, top,
+                                 gather_with_tail(full, top), b.twins, b.fillers)  # fmt: skip
+    assert ids.shape == (len(completion), k) and logprobs.shape == (len(completion), k + 1)
+    assert torch.allclose(logprobs.double().exp().sum(-1), torch.ones(len(completion), dtype=torch.float64), atol=1e-5)
+    assert all(len(set(row)) == k for row in ids.tolist())
+
+
+def test_gkd_jsd_at_top_k_trains_a_student_from_a_teacher_with_another_tokenizer(pair_dir, tmp_path):
+    """Byte-level BPE student, char-level teacher, GKD's JSD (beta 0.5) over the mapped top-k: the divergence falls."""
+    train(run_config(pair_dir, tmp_path, {"tokenizer": "own"}, name="jsd", beta=0.5, fidelity="topk", top_k=8),
+          show_progress=False)  # fmt: skip
+    jsd = [row["train/jsd"] for row in read_metrics(tmp_path) if "train/jsd" in row]
+    assert len(jsd) == 6 and all(math.isfinite(v) for v in jsd)
+    assert sum(jsd[-3:]) / 3 < 0.7 * jsd[0], jsd  # seed 0: 0.0138 at step 1, 0.0057 over steps 4-6

@@ -91,7 +91,7 @@ class TeacherConfig(Strict):
     tokenizer: Literal["same", "own"] = Field(
         "same", description="same: the teacher must have the student's tokenizer (checked by content); own: it reads "
         "prompts and completions through its own tokenizer and chat template, aligned to the student's tokens on "
-        "common byte boundaries (a local teacher, fidelity sampled)"
+        "common byte boundaries (a local teacher, fidelity sampled or topk)"
     )
     credit: Literal["surprisal", "uniform", "last"] = Field(
         "surprisal", description="tokenizer own: how a chunk's gap T_c - S_c is shared among its student tokens: "
@@ -141,12 +141,11 @@ class TeacherConfig(Strict):
 
 def own_tokenizer_problem(teacher: TeacherConfig, field: str, leaves: list, source: str, seq_kd: bool) -> None:
     """ValueError for what a teacher with `tokenizer: own` cannot do yet: it scores the student's sampled tokens
-    (fidelity sampled), as a local model, reading prompts through its own chat template."""
-    wanted = next((leaf.resolved_fidelity for leaf in leaves if leaf.resolved_fidelity in ("topk", "full")), None)
-    if wanted is not None:
-        raise ValueError(f"{field}.tokenizer: own gives fidelity sampled only; fidelity {wanted} compares the two "
-                         "vocabularies token by token, which another tokenizer does not share (set objective.fidelity: "
-                         "sampled)")  # fmt: skip
+    (fidelity sampled, or topk mapped by identical bytes), as a local model, reading prompts through its own chat
+    template."""
+    if any(leaf.resolved_fidelity == "full" for leaf in leaves):
+        raise ValueError(f"{field}.tokenizer: own cannot give fidelity full, a distribution over the student's whole "
+                         "vocabulary, from another one (use objective.fidelity: topk or sampled)")  # fmt: skip
     if source == "speculative":
         raise ValueError(f"{field}.tokenizer: own cannot vet the student's proposals (rollout.source speculative "
                          "compares token ids across the two vocabularies)")  # fmt: skip
