@@ -270,6 +270,13 @@ def test_own_refuses_full_fidelity(pair_dir, tmp_path):
         run_config(pair_dir, tmp_path, {"tokenizer": "own"}, name="forward_kl")
 
 
+def test_own_refuses_reverse_kl_at_topk(pair_dir, tmp_path):
+    """Ids without a twin get probability 0 in the mapped top-k: reverse KL would weigh the student's mass there."""
+    with pytest.raises(ValueError, match="use jsd or forward_kl at topk, or reverse_kl at sampled"):
+        run_config(pair_dir, tmp_path, {"tokenizer": "own"}, fidelity="topk", top_k=8)
+    assert run_config(pair_dir, tmp_path, {"tokenizer": "own"}, name="jsd", fidelity="topk", top_k=8)
+
+
 def test_own_refuses_speculative_kd(pair_dir, tmp_path):
     data = run_config(pair_dir, tmp_path, {}).model_dump()
     data["teacher"]["tokenizer"], data["rollout"]["source"], data["objective"] = "own", "speculative", {"name": "sft"}

@@ -146,6 +146,10 @@ def own_tokenizer_problem(teacher: TeacherConfig, field: str, leaves: list, sour
     if any(leaf.resolved_fidelity == "full" for leaf in leaves):
         raise ValueError(f"{field}.tokenizer: own cannot give fidelity full, a distribution over the student's whole "
                          "vocabulary, from another one (use objective.fidelity: topk or sampled)")  # fmt: skip
+    if any(leaf.resolved_fidelity == "topk" and leaf.name == "reverse_kl" for leaf in leaves):
+        raise ValueError(f"{field}.tokenizer: own maps the teacher's top-k into the student's vocabulary, and the ids "
+                         "with no twin get probability 0, where reverse KL at fidelity topk would cost the student's "
+                         "mass there about 1e4 nats; use jsd or forward_kl at topk, or reverse_kl at sampled")  # fmt: skip
     if source == "speculative":
         raise ValueError(f"{field}.tokenizer: own cannot vet the student's proposals (rollout.source speculative "
                          "compares token ids across the two vocabularies)")  # fmt: skip
