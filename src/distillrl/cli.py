@@ -38,14 +38,14 @@ class OneLineErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except RunStopped as stopped:
-            print(f"distillrl: {stopped}", file=sys.stderr)
+            sys.stderr.write(f"distillrl: {stopped}\n")  # one write: the ranks of a run share stderr, maybe unbuffered
             raise typer.Exit(code=stopped.exit_code) from None
         except (UserError, typer.TyperException) as error:  # TyperException: typer's usage and parameter errors
             if ctx.meta.get(DEBUG):
                 raise
             message = error.format_message() if isinstance(error, typer.TyperException) else str(error)
             for line in message.splitlines() or [type(error).__name__]:
-                print(f"distillrl: error: {line}", file=sys.stderr)
+                sys.stderr.write(f"distillrl: error: {line}\n")
             raise typer.Exit(code=2) from None
 
 
